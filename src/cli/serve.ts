@@ -1,0 +1,102 @@
+/**
+ * `effect-appserver serve <module>`: loads a module whose default export is an Effect HTTP app or
+ * an `HttpRouter` layer and serves it until SIGINT/SIGTERM.
+ *
+ * @since 0.1.0
+ */
+
+import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
+import { Console, Data, Effect, Layer } from "effect"
+import * as HttpRouter from "effect/http/HttpRouter"
+import * as HttpServer from "effect/http/HttpServer"
+import type { HttpServerRequest } from "effect/http/HttpServerRequest"
+import * as HttpServerResponse from "effect/http/HttpServerResponse"
+import type * as NetAddress from "effect/net/NetAddress"
+import * as Http1Server from "../http/Http1Server.ts"
+import type { Http1ServerOptionsInput } from "../options.ts"
+
+/**
+ * The module could not be loaded or does not export an app.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AppLoadError extends Data.TaggedError("AppLoadError")<{
+  readonly module: string
+  readonly reason: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `cannot load ${this.module}: ${this.reason}`
+  }
+}
+
+type App = Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, HttpServerRequest>
+type Routes = Layer.Layer<never, unknown, HttpRouter.HttpRouter>
+
+/** What a module's default export can be. */
+export type Served = { readonly _tag: "App"; readonly app: App } | { readonly _tag: "Routes"; readonly routes: Routes }
+
+/**
+ * Imports `module` (a path, relative to the working directory) and classifies its default export.
+ *
+ * @since 0.1.0
+ */
+export const loadServed = (module: string): Effect.Effect<Served, AppLoadError> =>
+  Effect.tryPromise({
+    try: () => import(pathToFileURL(Path.resolve(module)).href) as Promise<Record<string, unknown>>,
+    catch: (cause) =>
+      new AppLoadError({ module, reason: cause instanceof Error ? cause.message : String(cause), cause })
+  }).pipe(
+    Effect.flatMap((exports): Effect.Effect<Served, AppLoadError> => {
+      const value = exports.default
+      // The export's requirements cannot be known at run time; these are the shapes we serve.
+      if (Effect.isEffect(value)) {
+        const app = Effect.flatMap(value as Effect.Effect<unknown, unknown, HttpServerRequest>, (response) =>
+          HttpServerResponse.isHttpServerResponse(response)
+            ? Effect.succeed(response)
+            : Effect.die(new TypeError(`${module}: the app produced ${typeof response}, not an HttpServerResponse`))
+        )
+        return Effect.succeed({ _tag: "App", app })
+      }
+      if (Layer.isLayer(value)) return Effect.succeed({ _tag: "Routes", routes: value as Routes })
+      return Effect.fail(
+        new AppLoadError({
+          module,
+          reason: "its default export is neither an Effect HTTP app nor an HttpRouter layer"
+        })
+      )
+    })
+  )
+
+/**
+ * The URL a client reaches the server at.
+ *
+ * @since 0.1.0
+ */
+export const formatListening = (address: NetAddress.SocketAddress, scheme = "http"): string =>
+  address._tag === "UnixPathAddress"
+    ? `unix:${address.path}`
+    : HttpServer.formatAddress(address).replace(/^http:/, `${scheme}:`)
+
+const serveLayer = (served: Served): Layer.Layer<never, unknown, HttpServer.HttpServer> =>
+  served._tag === "App"
+    ? HttpServer.serve(served.app)
+    : HttpRouter.serve(served.routes, { disableLogger: true, disableListenLog: true })
+
+/**
+ * Serves the module's app with the HTTP/1.1 server, printing `listening on URL` once ready.
+ *
+ * @since 0.1.0
+ */
+export const serve = (module: string, options: Http1ServerOptionsInput) =>
+  Effect.gen(function* () {
+    const served = yield* loadServed(module)
+    const announce = Layer.effectDiscard(
+      Effect.flatMap(HttpServer.HttpServer, (server) => Console.log(`listening on ${formatListening(server.address)}`))
+    )
+    yield* Layer.launch(
+      announce.pipe(Layer.provideMerge(serveLayer(served)), Layer.provide(Http1Server.layer(options)))
+    )
+  })

@@ -1,0 +1,104 @@
+/**
+ * Typed failures shared by the servers.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+
+/**
+ * A request body went over the configured limit. It fails the application's body stream (wrapped
+ * in Effect's `RequestParseError` with reason `BodyTooLarge`, which answers 413).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class MaxSizeExceeded extends Schema.TaggedError<MaxSizeExceeded>()("MaxSizeExceeded", {
+  /** The limit in bytes. */
+  limit: Schema.Number
+}) {
+  override get message(): string {
+    return `request body exceeds the limit of ${this.limit} bytes`
+  }
+}
+
+/**
+ * The connection ended before the request body was complete.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class IncompleteBody extends Schema.TaggedError<IncompleteBody>()("IncompleteBody", {
+  received: Schema.Number
+}) {
+  override get message(): string {
+    return `connection closed after ${this.received} bytes of an incomplete request body`
+  }
+}
+
+/**
+ * The address is already bound by another socket (EADDRINUSE).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AddressInUse extends Schema.TaggedError<AddressInUse>()("AddressInUse", {
+  address: Schema.String
+}) {
+  override get message(): string {
+    return `address already in use: ${this.address}`
+  }
+}
+
+/**
+ * Binding needs a privilege the process lacks (EACCES, EPERM: e.g. a port below 1024).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PermissionDenied extends Schema.TaggedError<PermissionDenied>()("PermissionDenied", {
+  address: Schema.String
+}) {
+  override get message(): string {
+    return `permission denied binding ${this.address}`
+  }
+}
+
+/**
+ * The address cannot be bound here: not an address of this host, an unknown host name, or an
+ * invalid address (EADDRNOTAVAIL, ENOTFOUND, EINVAL, ...).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BadAddress extends Schema.TaggedError<BadAddress>()("BadAddress", {
+  address: Schema.String,
+  code: Schema.String
+}) {
+  override get message(): string {
+    return `cannot bind ${this.address}: ${this.code}`
+  }
+}
+
+/**
+ * Any failure to bind the listening socket.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type BindError = AddressInUse | PermissionDenied | BadAddress
+
+/**
+ * An option failed validation at startup. The message names the option and what is wrong.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("InvalidOptions", {
+  /** The option's name (a dotted path for nested options), empty when not known. */
+  option: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return this.option === "" ? `invalid options: ${this.detail}` : `invalid option ${this.option}: ${this.detail}`
+  }
+}

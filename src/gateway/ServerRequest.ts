@@ -1,0 +1,313 @@
+/**
+ * Effect's `HttpServerRequest` over a request received by one of this package's servers. Nothing
+ * is computed until the application asks: headers, cookies and the body are built lazily.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Effect, Option, type Schema, Stream } from "effect"
+import type * as FileSystem from "effect/FileSystem"
+import * as Cookies from "effect/http/Cookies"
+import * as Headers from "effect/http/Headers"
+import * as HttpIncomingMessage from "effect/http/HttpIncomingMessage"
+import { HttpServerError, RequestParseError } from "effect/http/HttpServerError"
+import * as Request from "effect/http/HttpServerRequest"
+import * as Multipart from "effect/http/Multipart"
+import * as UrlParams from "effect/http/UrlParams"
+import * as Inspectable from "effect/Inspectable"
+import type * as Path from "effect/Path"
+import type * as Scope from "effect/Scope"
+import type * as Socket from "effect/socket/Socket"
+import { MaxSizeExceeded } from "../errors.ts"
+import type { BodyFailure, BodyReader } from "./BodyReader.ts"
+import type { ResponseTarget } from "./ResponseTarget.ts"
+
+/**
+ * What a protocol driver knows about one request. It is the `source` of the `HttpServerRequest`
+ * the application sees.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RequestSource {
+  readonly method: string
+  /** The URL the application sees: path and query. */
+  readonly url: string
+  /** Field names and values as received: `[name0, value0, name1, value1, ...]`. */
+  readonly rawHeaders: ReadonlyArray<string>
+  /** An authority that replaces the Host header (the absolute-form target's, RFC 9112 §3.2.2). */
+  readonly authority: string | undefined
+  readonly remoteAddress: string | undefined
+  readonly protocol: "http" | "https"
+  readonly body: BodyReader
+  readonly response: ResponseTarget
+}
+
+const HeadersProto: object = Object.getPrototypeOf(Headers.empty)
+
+/**
+ * Builds Effect's header map from raw field lines: lowercase names, repeated fields joined with
+ * ", " (RFC 9110 §5.3), and Cookie lines with "; " (RFC 6265 §5.4).
+ *
+ * @since 0.1.0
+ */
+export const headersFromRaw = (raw: ReadonlyArray<string>, authority: string | undefined): Headers.Headers => {
+  const out: Record<string, string> = Object.create(HeadersProto)
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase()
+    const previous = out[name]
+    out[name] = previous === undefined ? raw[i + 1] : `${previous}${name === "cookie" ? "; " : ", "}${raw[i + 1]}`
+  }
+  if (authority !== undefined) out.host = authority
+  return out as unknown as Headers.Headers
+}
+
+const textDecoder = new TextDecoder()
+const formDecoder = new TextDecoder("utf-8", { ignoreBOM: true })
+
+const concat = (chunks: ReadonlyArray<Uint8Array>, total: number): ArrayBuffer => {
+  const out = new Uint8Array(total)
+  let offset = 0
+  for (const chunk of chunks) {
+    out.set(chunk, offset)
+    offset += chunk.length
+  }
+  return out.buffer
+}
+
+/** State shared by a request and the views `modify` makes of it. */
+class Shared {
+  headers: Headers.Headers | undefined
+  arrayBuffer: Effect.Effect<ArrayBuffer, HttpServerError> | undefined
+  multipart:
+    | Effect.Effect<Multipart.Persisted, Multipart.MultipartError, Scope.Scope | FileSystem.FileSystem | Path.Path>
+    | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export class ServerRequest extends Inspectable.Class implements Request.HttpServerRequest {
+  readonly [Request.TypeId]: typeof Request.TypeId = Request.TypeId
+  readonly [HttpIncomingMessage.TypeId]: typeof HttpIncomingMessage.TypeId = HttpIncomingMessage.TypeId
+  readonly source: RequestSource
+  readonly url: string
+  readonly protocol: "http" | "https" | undefined
+  private readonly shared: Shared
+  private readonly headersOverride: Headers.Headers | undefined
+  private readonly remoteAddressOverride: Option.Option<string> | undefined
+  private readonly peerAddressOverride: Option.Option<string> | undefined
+
+  constructor(
+    source: RequestSource,
+    shared?: Shared,
+    url?: string,
+    headers?: Headers.Headers,
+    remoteAddress?: Option.Option<string>,
+    peerAddress?: Option.Option<string>,
+    protocol?: "http" | "https"
+  ) {
+    super()
+    this.source = source
+    this.shared = shared ?? new Shared()
+    this.url = url ?? source.url
+    this.headersOverride = headers
+    this.remoteAddressOverride = remoteAddress
+    this.peerAddressOverride = peerAddress
+    this.protocol = protocol ?? source.protocol
+  }
+
+  get method(): string {
+    return this.source.method
+  }
+
+  get originalUrl(): string {
+    const url = this.source.url
+    const host = this.headers.host
+    if (url.charCodeAt(0) !== 0x2f || host === undefined) return url
+    return `${this.source.protocol}://${host}${url}`
+  }
+
+  get headers(): Headers.Headers {
+    if (this.headersOverride !== undefined) return this.headersOverride
+    const shared = this.shared
+    return (shared.headers ??= headersFromRaw(this.source.rawHeaders, this.source.authority))
+  }
+
+  private cachedCookies: Record<string, string> | undefined
+  get cookies(): Record<string, string> {
+    return (this.cachedCookies ??= Cookies.parseHeader(this.headers.cookie ?? ""))
+  }
+
+  get remoteAddress(): Option.Option<string> {
+    return this.remoteAddressOverride ?? Option.fromNullishOr(this.source.remoteAddress)
+  }
+
+  get peerAddress(): Option.Option<string> {
+    return this.peerAddressOverride ?? this.remoteAddress
+  }
+
+  private bodyError(failure: BodyFailure): HttpServerError {
+    return new HttpServerError({
+      reason: new RequestParseError({
+        request: this,
+        reason: failure._tag === "MaxSizeExceeded" ? "BodyTooLarge" : "Parse",
+        cause: failure
+      })
+    })
+  }
+
+  /** Effect's per-request body limit (`HttpIncomingMessage.MaxBodySize`), when lower than the server's. */
+  private appLimit(maxBodySize: unknown): number | undefined {
+    if (maxBodySize === undefined) return undefined
+    const limit = Number(maxBodySize)
+    return limit < this.source.body.limit ? limit : undefined
+  }
+
+  get stream(): Stream.Stream<Uint8Array, HttpServerError> {
+    const reader = this.source.body
+    return Stream.unwrap(
+      Effect.withFiber((fiber) => {
+        const limit = this.appLimit(fiber.getRef(HttpIncomingMessage.MaxBodySize))
+        let seen = 0
+        const pull =
+          limit === undefined
+            ? reader.pull
+            : Effect.flatMap(reader.pull, (chunks) => {
+                for (const chunk of chunks) seen += chunk.length
+                return seen > limit ? Effect.fail(new MaxSizeExceeded({ limit })) : Effect.succeed(chunks)
+              })
+        return Effect.succeed(
+          Stream.fromPull(Effect.succeed(Effect.mapError(pull, (e) => (Cause.isDone(e) ? e : this.bodyError(e)))))
+        )
+      })
+    )
+  }
+
+  get arrayBuffer(): Effect.Effect<ArrayBuffer, HttpServerError> {
+    const shared = this.shared
+    if (shared.arrayBuffer !== undefined) return shared.arrayBuffer
+    const reader = this.source.body
+    const read = Effect.withFiber<ArrayBuffer, HttpServerError>((fiber) => {
+      const limit = this.appLimit(fiber.getRef(HttpIncomingMessage.MaxBodySize))
+      if (!reader.requested) {
+        const all = reader.takeAllIfComplete()
+        if (all !== undefined) {
+          reader.requested = true
+          if (limit !== undefined && reader.received > limit) {
+            return Effect.fail(this.bodyError(new MaxSizeExceeded({ limit })))
+          }
+          return Effect.succeed(concat(all, reader.received))
+        }
+      }
+      const chunks: Array<Uint8Array> = []
+      let total = 0
+      const loop: Effect.Effect<ArrayBuffer, HttpServerError> = Effect.suspend(() =>
+        reader.pull.pipe(
+          Effect.matchEffect({
+            onFailure: (e) =>
+              Cause.isDone(e) ? Effect.succeed(concat(chunks, total)) : Effect.fail(this.bodyError(e)),
+            onSuccess: (received) => {
+              for (const chunk of received) {
+                chunks.push(chunk)
+                total += chunk.length
+              }
+              if (limit !== undefined && total > limit) {
+                return Effect.fail(this.bodyError(new MaxSizeExceeded({ limit })))
+              }
+              return loop
+            }
+          })
+        )
+      )
+      return loop
+    })
+    shared.arrayBuffer = Effect.runSync(Effect.cached(read))
+    return shared.arrayBuffer
+  }
+
+  get text(): Effect.Effect<string, HttpServerError> {
+    return Effect.map(this.arrayBuffer, (buffer) => textDecoder.decode(buffer))
+  }
+
+  get json(): Effect.Effect<Schema.Json, HttpServerError> {
+    return Effect.flatMap(this.text, (text) =>
+      Effect.try({
+        try: () => (text === "" ? null : JSON.parse(text)),
+        catch: (cause) => new HttpServerError({ reason: new RequestParseError({ request: this, cause }) })
+      })
+    )
+  }
+
+  get urlParamsBody(): Effect.Effect<UrlParams.UrlParams, HttpServerError> {
+    return Effect.flatMap(this.arrayBuffer, (bytes) =>
+      Effect.try({
+        // A leading "?" is form data; URLSearchParams would drop it as a query prefix.
+        try: () => UrlParams.fromInput(new URLSearchParams(formDecoder.decode(bytes).replace(/^\?/, "%3F"))),
+        catch: (cause) => new HttpServerError({ reason: new RequestParseError({ request: this, cause }) })
+      })
+    )
+  }
+
+  get multipart(): Effect.Effect<
+    Multipart.Persisted,
+    Multipart.MultipartError,
+    Scope.Scope | FileSystem.FileSystem | Path.Path
+  > {
+    const shared = this.shared
+    if (shared.multipart !== undefined) return shared.multipart
+    shared.multipart = Effect.runSync(Effect.cached(Multipart.toPersisted(this.multipartStream)))
+    return shared.multipart
+  }
+
+  get multipartStream(): Stream.Stream<Multipart.Part, Multipart.MultipartError> {
+    return Stream.pipeThroughChannel(
+      Stream.mapError(this.stream, (cause) => Multipart.MultipartError.fromReason("InternalError", cause)),
+      Multipart.makeChannel(this.headers)
+    )
+  }
+
+  get upgrade(): Effect.Effect<Socket.Socket, HttpServerError> {
+    return this.upgradeWith({})
+  }
+
+  upgradeWith(_options: {
+    readonly headers?: Headers.Input | undefined
+  }): Effect.Effect<Socket.Socket, HttpServerError> {
+    return Effect.fail(
+      new HttpServerError({
+        reason: new RequestParseError({ request: this, description: "connection upgrades are not supported" })
+      })
+    )
+  }
+
+  modify(options: {
+    readonly url?: string | undefined
+    readonly headers?: Headers.Headers | undefined
+    readonly remoteAddress?: Option.Option<string> | undefined
+    readonly peerAddress?: Option.Option<string> | undefined
+    readonly protocol?: "http" | "https" | undefined
+  }): ServerRequest {
+    return new ServerRequest(
+      this.source,
+      this.shared,
+      options.url ?? this.url,
+      options.headers ?? this.headersOverride,
+      "remoteAddress" in options ? options.remoteAddress : this.remoteAddressOverride,
+      options.peerAddress ?? this.peerAddressOverride,
+      options.protocol ?? this.protocol
+    )
+  }
+
+  override toString(): string {
+    return `ServerRequest(${this.method} ${UrlParams.redactUrl(this.url)})`
+  }
+
+  toJSON(): unknown {
+    return HttpIncomingMessage.inspect(this, {
+      _id: "HttpServerRequest",
+      method: this.method,
+      url: UrlParams.redactUrl(this.originalUrl)
+    })
+  }
+}

@@ -1,0 +1,413 @@
+/**
+ * The HTTP/1.1 connection driver: it owns one socket, feeds the sans-I/O parser, runs one
+ * exchange at a time in request order, and writes responses, coalescing everything produced while
+ * handling one batch of input into as few writes as possible.
+ *
+ * @since 0.1.0
+ */
+
+import type * as Net from "node:net"
+import { Effect, type Exit, type Fiber } from "effect"
+import { ClientAbort } from "effect/http/HttpServerError"
+import type { ServerRequest } from "../gateway/ServerRequest.ts"
+import { simpleResponse } from "./Encoder.ts"
+import { Exchange, type ExchangeHost } from "./Exchange.ts"
+import type { HttpProtocolError } from "./HttpProtocolError.ts"
+import { type ParserLimits, type RequestHead, RequestParser } from "./Parser.ts"
+
+/**
+ * How a connection runs the application.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RequestRunner {
+  /** Starts the application for a request; the fiber may already be done when this returns. */
+  readonly run: (request: ServerRequest) => Fiber.Fiber<void, never>
+  readonly makeRequest: (exchange: Exchange) => ServerRequest
+  /** An exchange ended: log failures, count it. */
+  readonly completed: (exchange: Exchange, exit: Exit.Exit<void, never>) => void
+  /** A request was refused by the parser. */
+  readonly rejected: (error: HttpProtocolError) => void
+}
+
+/**
+ * Connection settings.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConnectionConfig {
+  readonly limits: ParserLimits
+  readonly maxDrainSize: number
+  readonly serverName: string
+  readonly protocol: "http" | "https"
+}
+
+/** Output buffered before the connection stops taking new requests from a pipelining client. */
+const writeHighWater = 256 * 1024
+/** After our FIN, how long a client gets to read the response and close its side. */
+const lingerMillis = 2_000
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export class Http1Connection implements ExchangeHost {
+  readonly socket: Net.Socket
+  readonly config: ConnectionConfig
+  readonly runner: RequestRunner
+  readonly remoteAddress: string | undefined
+  private readonly parser: RequestParser
+  private readonly onClosed: () => void
+  private current: Exchange | undefined
+  private batch: Array<string | Uint8Array> | undefined
+  private processing = false
+  private rerun = false
+  private readPaused = false
+  private readEnded = false
+  private waitingForDrain = false
+  private drainWaiters: Array<() => void> = []
+  closing = false
+  closed = false
+  private ending = false
+
+  constructor(socket: Net.Socket, config: ConnectionConfig, runner: RequestRunner, onClosed: () => void) {
+    this.socket = socket
+    this.config = config
+    this.runner = runner
+    this.remoteAddress = socket.remoteAddress
+    this.parser = new RequestParser(config.limits)
+    this.onClosed = onClosed
+  }
+
+  get protocol(): "http" | "https" {
+    return this.config.protocol
+  }
+  get serverName(): string {
+    return this.config.serverName
+  }
+  get maxDrainSize(): number {
+    return this.config.maxDrainSize
+  }
+
+  start(): void {
+    const socket = this.socket
+    socket.on("data", (chunk: Buffer) => this.onData(chunk))
+    socket.on("end", () => this.onEnd())
+    socket.on("drain", () => this.onDrain())
+    // 'close' always follows 'error'; the error itself needs no handling beyond closing.
+    socket.on("error", () => {})
+    socket.on("close", () => this.onClose())
+    socket.resume()
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.ending) return // lingering close: discard what the client still sends
+    this.parser.push(chunk)
+    this.process()
+  }
+
+  private onEnd(): void {
+    this.readEnded = true
+    const exchange = this.current
+    if (exchange !== undefined && !exchange.bodyDone) {
+      // Whatever of the body is still in the parser's buffer is delivered first.
+      this.process()
+      if (!exchange.bodyDone) {
+        exchange.body.abort()
+        exchange.bodyDone = true
+        this.closing = true
+      }
+    }
+    this.process()
+  }
+
+  private onDrain(): void {
+    const waiters = this.drainWaiters
+    this.drainWaiters = []
+    for (const wake of waiters) wake()
+    if (this.waitingForDrain) {
+      this.waitingForDrain = false
+      this.process()
+    }
+  }
+
+  private onClose(): void {
+    this.closed = true
+    const exchange = this.current
+    if (exchange !== undefined) {
+      exchange.body.abort()
+      // RFC 9110 §15.5.20 (499 in Effect's mapping): the client went away; stop its work.
+      if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe(undefined, ClientAbort.annotation)
+    }
+    this.onDrain()
+    this.onClosed()
+  }
+
+  // ExchangeHost
+
+  write(data: string | Uint8Array): boolean {
+    if (this.closed) return true
+    const batch = this.batch
+    if (batch !== undefined) {
+      batch.push(data)
+      return true
+    }
+    return this.socket.write(data)
+  }
+
+  writeAll(parts: ReadonlyArray<string | Uint8Array>): boolean {
+    if (this.closed) return true
+    const batch = this.batch
+    if (batch !== undefined) {
+      for (const part of parts) batch.push(part)
+      return true
+    }
+    const socket = this.socket
+    socket.cork()
+    let ok = true
+    for (const part of parts) ok = socket.write(part)
+    socket.uncork()
+    return ok
+  }
+
+  markClosing(): void {
+    this.closing = true
+  }
+
+  abort(): void {
+    this.flush()
+    this.closed = true
+    this.socket.resetAndDestroy()
+  }
+
+  resumeBody(): void {
+    if (this.readPaused && !this.waitingForDrain) {
+      this.readPaused = false
+      this.socket.resume()
+    }
+    this.process()
+  }
+
+  readonly drain: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    this.flush()
+    if (this.closed || !this.socket.writableNeedDrain) return resume(Effect.void)
+    const wake = () => resume(Effect.void)
+    this.drainWaiters.push(wake)
+    return Effect.sync(() => {
+      this.drainWaiters = this.drainWaiters.filter((w) => w !== wake)
+    })
+  })
+
+  exchangeDone(exchange: Exchange, exit: Exit.Exit<void, never>): void {
+    this.settle(exchange, exit)
+    this.process()
+  }
+
+  private settle(exchange: Exchange, exit: Exit.Exit<void, never>): void {
+    exchange.fiberDone = true
+    this.runner.completed(exchange, exit)
+    if (!exchange.headSent && !this.closed) {
+      // The application's fiber ended without a response (it cannot normally: toHandled always
+      // answers); the client must not be left waiting.
+      this.write(simpleResponse(500, "Internal Server Error\n", true, this.config.serverName))
+      exchange.keepAlive = false
+    }
+  }
+
+  /** Interrupts the exchange in progress and closes the socket. */
+  readonly stop: Effect.Effect<void> = Effect.suspend(() => {
+    this.closing = true
+    const exchange = this.current
+    return Effect.ensuring(
+      exchange === undefined ? Effect.void : exchange.interrupt,
+      Effect.sync(() => this.destroy())
+    )
+  })
+
+  destroy(): void {
+    if (this.closed) return
+    this.flush()
+    this.closed = true
+    this.socket.destroy()
+  }
+
+  // Processing
+
+  private process(): void {
+    if (this.processing) {
+      this.rerun = true
+      return
+    }
+    this.processing = true
+    this.batch = []
+    try {
+      do {
+        this.rerun = false
+        this.step()
+      } while (this.rerun && !this.closed)
+    } finally {
+      this.processing = false
+      this.flush()
+    }
+  }
+
+  private flush(): void {
+    const batch = this.batch
+    this.batch = undefined
+    if (batch === undefined || batch.length === 0 || this.closed) return
+    const socket = this.socket
+    if (batch.length === 1) {
+      socket.write(batch[0])
+      return
+    }
+    socket.cork()
+    for (const part of batch) socket.write(part)
+    socket.uncork()
+  }
+
+  private step(): void {
+    for (;;) {
+      if (this.closed || this.ending || this.waitingForDrain) return
+      const exchange = this.current
+      if (exchange !== undefined) {
+        if (!exchange.bodyDone) {
+          if (exchange.fiberDone) exchange.discarding = true
+          if (!this.pump(exchange)) return
+        }
+        if (!exchange.fiberDone) return
+        this.current = undefined
+        if (!exchange.keepAlive || this.closing) {
+          this.end()
+          return
+        }
+        if (this.socket.writableLength > writeHighWater) {
+          // A pipelining client that does not read its responses gets no more of them.
+          this.waitingForDrain = true
+          this.flush()
+          if (this.socket.writableNeedDrain) return
+          this.waitingForDrain = false
+        }
+        continue
+      }
+      if (this.closing) {
+        this.end()
+        return
+      }
+      const event = this.parser.next()
+      switch (event._tag) {
+        case "Head":
+          this.begin(event)
+          continue
+        case "NeedData":
+          if (this.readEnded) this.end()
+          return
+        case "HttpProtocolError":
+          this.reject(event)
+          return
+        default:
+          // Data and End only follow a head, which is consumed by its exchange.
+          return
+      }
+    }
+  }
+
+  private begin(head: RequestHead): void {
+    const exchange = new Exchange(this, head, this.config.limits.maxBodySize)
+    this.current = exchange
+    this.pump(exchange)
+    const fiber = this.runner.run(this.runner.makeRequest(exchange))
+    exchange.fiber = fiber
+    const exit = fiber.pollUnsafe()
+    if (exit !== undefined) {
+      this.settle(exchange, exit)
+    } else {
+      fiber.addObserver((exit) => exchange.onExit(exit))
+    }
+  }
+
+  /**
+   * Moves body events from the parser to the exchange. True once the body is done; false when
+   * more input is needed or the application must first take what is buffered.
+   */
+  private pump(exchange: Exchange): boolean {
+    const reader = exchange.body
+    for (;;) {
+      if (!exchange.discarding && reader.full) {
+        this.pauseReading()
+        return false
+      }
+      const event = this.parser.next()
+      switch (event._tag) {
+        case "Data":
+          if (exchange.discarding) {
+            exchange.discarded += event.bytes.length
+            // An unread body is discarded to keep the connection, up to a bound.
+            if (exchange.discarded > this.config.maxDrainSize) {
+              exchange.bodyDone = true
+              this.closing = true
+              return true
+            }
+          } else if (!reader.push(event.bytes)) {
+            // Over the body limit: the application sees MaxSizeExceeded; the rest is not read.
+            exchange.bodyDone = true
+            exchange.keepAlive = false
+            this.closing = true
+            return true
+          }
+          continue
+        case "End":
+          reader.end()
+          exchange.bodyDone = true
+          return true
+        case "HttpProtocolError":
+          reader.fail(event)
+          exchange.bodyDone = true
+          exchange.keepAlive = false
+          this.closing = true
+          this.runner.rejected(event)
+          return true
+        case "NeedData":
+          if (this.readPaused && !reader.full) {
+            this.readPaused = false
+            this.socket.resume()
+          }
+          return false
+        default:
+          return false
+      }
+    }
+  }
+
+  private pauseReading(): void {
+    if (!this.readPaused) {
+      this.readPaused = true
+      this.socket.pause()
+    }
+  }
+
+  /** Answers a request the parser refused, then closes. */
+  private reject(error: HttpProtocolError): void {
+    this.runner.rejected(error)
+    this.write(simpleResponse(error.status, `${error.reason}\n`, true, this.config.serverName))
+    this.end()
+  }
+
+  /**
+   * Closes after the responses written so far: FIN now, then keep reading (and discarding) until
+   * the client closes or the linger time passes, so unread request bytes do not turn the close
+   * into a reset that could destroy the response in flight.
+   */
+  private end(): void {
+    if (this.ending || this.closed) return
+    this.ending = true
+    this.flush()
+    const socket = this.socket
+    socket.end()
+    if (this.readPaused) socket.resume()
+    const timer = setTimeout(() => socket.destroy(), lingerMillis)
+    timer.unref()
+    socket.once("close", () => clearTimeout(timer))
+  }
+}

@@ -1,0 +1,23 @@
+/**
+ * effect-appserver: application servers for Effect HTTP apps.
+ *
+ * @since 0.1.0
+ */
+
+export {
+  AddressInUse,
+  BadAddress,
+  type BindError,
+  IncompleteBody,
+  InvalidOptions,
+  MaxSizeExceeded,
+  PermissionDenied
+} from "./errors.ts"
+export { rawHeaders } from "./gateway/rawHeaders.ts"
+/**
+ * The HTTP/1.1 server (`Http1Server.layer(options)`).
+ *
+ * @since 0.1.0
+ */
+export * as Http1Server from "./http/Http1Server.ts"
+export { HttpProtocolError } from "./http/HttpProtocolError.ts"
