@@ -90,6 +90,16 @@ const init = (
   contentLength: declaredLength(response.status, length, headers)
 })
 
+/** Writes chunks in order, waiting for the peer to catch up whenever it falls behind. */
+const writeChunks = (target: ResponseTarget, chunks: ReadonlyArray<Uint8Array>, from: number): Effect.Effect<void> => {
+  for (let i = from; i < chunks.length; i++) {
+    if (!target.write(chunks[i])) {
+      return i + 1 < chunks.length ? Effect.andThen(target.drain, writeChunks(target, chunks, i + 1)) : target.drain
+    }
+  }
+  return Effect.void
+}
+
 const writeStream = <E>(
   target: ResponseTarget,
   response: HttpServerResponse,
@@ -104,11 +114,7 @@ const writeStream = <E>(
     return Effect.void
   }
   return stream.pipe(
-    Stream.runForEachArray((chunks) => {
-      let ready = true
-      for (const chunk of chunks) ready = target.write(chunk) && ready
-      return ready ? Effect.void : target.drain
-    }),
+    Stream.runForEachArray((chunks) => writeChunks(target, chunks, 0)),
     // A client that goes away interrupts the request, also while its response is streaming.
     Effect.interruptible,
     Effect.onExit((exit) =>

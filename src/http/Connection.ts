@@ -62,6 +62,7 @@ export class Http1Connection implements ExchangeHost {
   private readonly onClosed: () => void
   private current: Exchange | undefined
   private batch: Array<string | Uint8Array> | undefined
+  private batchBytes = 0
   private processing = false
   private rerun = false
   private readPaused = false
@@ -108,17 +109,21 @@ export class Http1Connection implements ExchangeHost {
     this.process()
   }
 
+  /**
+   * The client sent FIN. As in Node's and Go's servers, a client that stops sending has gone
+   * away: an exchange in progress is interrupted like on a disconnect, and no further request
+   * is taken; the connection closes once what was written is flushed.
+   */
   private onEnd(): void {
     this.readEnded = true
+    this.closing = true
     const exchange = this.current
-    if (exchange !== undefined && !exchange.bodyDone) {
-      // Whatever of the body is still in the parser's buffer is delivered first.
-      this.process()
+    if (exchange !== undefined) {
       if (!exchange.bodyDone) {
         exchange.body.abort()
         exchange.bodyDone = true
-        this.closing = true
       }
+      if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe(undefined, ClientAbort.annotation)
     }
     this.process()
   }
@@ -152,17 +157,30 @@ export class Http1Connection implements ExchangeHost {
     const batch = this.batch
     if (batch !== undefined) {
       batch.push(data)
-      return true
+      return this.batched(data.length)
     }
     return this.socket.write(data)
+  }
+
+  /** Output is batched while input is processed; a large batch goes out early, with backpressure. */
+  private batched(length: number): boolean {
+    this.batchBytes += length
+    if (this.batchBytes < writeHighWater) return true
+    this.flush()
+    this.batch = []
+    return !this.socket.writableNeedDrain
   }
 
   writeAll(parts: ReadonlyArray<string | Uint8Array>): boolean {
     if (this.closed) return true
     const batch = this.batch
     if (batch !== undefined) {
-      for (const part of parts) batch.push(part)
-      return true
+      let length = 0
+      for (const part of parts) {
+        batch.push(part)
+        length += part.length
+      }
+      return this.batched(length)
     }
     const socket = this.socket
     socket.cork()
@@ -256,6 +274,7 @@ export class Http1Connection implements ExchangeHost {
   private flush(): void {
     const batch = this.batch
     this.batch = undefined
+    this.batchBytes = 0
     if (batch === undefined || batch.length === 0 || this.closed) return
     const socket = this.socket
     if (batch.length === 1) {
@@ -273,8 +292,12 @@ export class Http1Connection implements ExchangeHost {
       const exchange = this.current
       if (exchange !== undefined) {
         if (!exchange.bodyDone) {
-          if (exchange.fiberDone) exchange.discarding = true
-          if (!this.pump(exchange)) return
+          if (exchange.fiberDone) {
+            // The rest of an unread body is discarded only if the connection is kept.
+            if (!exchange.keepAlive || this.closing) exchange.bodyDone = true
+            else exchange.discarding = true
+          }
+          if (!exchange.bodyDone && !this.pump(exchange)) return
         }
         if (!exchange.fiberDone) return
         this.current = undefined

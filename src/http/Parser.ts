@@ -266,7 +266,8 @@ export class RequestParser {
           }
           const early = this.checkMethodPrefix()
           if (early !== undefined) return early
-        } else if (this.headerBytes + this.scanned > limits.maxHeaderSize) {
+        } else if (this.headerBytes + this.scanned > limits.maxHeaderSize + 1) {
+          // + 1: a lone CR may begin the empty line that ends the section, which is not counted.
           return this.failWith(431, "header section too large")
         }
         return needData
@@ -599,6 +600,10 @@ export class RequestParser {
     }
     const buf = this.buf
     const start = this.pos
+    // The same bound as above once the line is complete, so the outcome does not depend on how it arrived.
+    if (lf - start > maxChunkExtensionBytes - this.extensionBytes + 64) {
+      return this.failWith(400, "chunk size line too long")
+    }
     if (lf === start || buf[lf - 1] !== CR) return this.failWith(400, "chunk size line not terminated by CRLF")
     const end = lf - 1
     // RFC 9112 §7.1: chunk-size = 1*HEXDIG, bounded so it cannot overflow.
@@ -637,7 +642,8 @@ export class RequestParser {
     for (;;) {
       const lf = this.findLineEnd()
       if (lf === -1) {
-        if (this.headerBytes + this.scanned > limits.maxHeaderSize) {
+        // + 1: a lone CR may begin the empty line that ends the section, which is not counted.
+        if (this.headerBytes + this.scanned > limits.maxHeaderSize + 1) {
           return this.failWith(431, "trailer section too large")
         }
         return needData

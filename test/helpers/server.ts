@@ -1,0 +1,39 @@
+/**
+ * Starting a real server on an ephemeral port for a test.
+ */
+import { Context, Effect, Layer } from "effect"
+import * as HttpServer from "effect/http/HttpServer"
+import type { HttpServerRequest } from "effect/http/HttpServerRequest"
+import type { HttpServerResponse } from "effect/http/HttpServerResponse"
+import type * as Scope from "effect/Scope"
+import { Http1Server } from "../../src/index.ts"
+import type { Http1ServerOptionsInput } from "../../src/options.ts"
+
+export interface Running {
+  readonly port: number
+  readonly url: string
+}
+
+const running = (server: HttpServer.HttpServer["Service"]): Running => {
+  const address = server.address
+  if (address._tag === "UnixPathAddress") throw new Error("expected a TCP address")
+  return { port: address.port, url: `http://127.0.0.1:${address.port}` }
+}
+
+/** Serves `app` on 127.0.0.1 with an ephemeral port for the rest of the scope. */
+export const serveApp = <E>(
+  app: Effect.Effect<HttpServerResponse, E, HttpServerRequest>,
+  options: Http1ServerOptionsInput = {}
+): Effect.Effect<Running, unknown, Scope.Scope> => serveLayer(HttpServer.serve(app), options)
+
+/** Builds a layer that serves something (an app, an HttpRouter, an HttpApi) on an ephemeral port. */
+export const serveLayer = <E>(
+  layer: Layer.Layer<never, E, HttpServer.HttpServer>,
+  options: Http1ServerOptionsInput = {}
+): Effect.Effect<Running, unknown, Scope.Scope> =>
+  Effect.gen(function* () {
+    const context = yield* Layer.build(
+      layer.pipe(Layer.provideMerge(Http1Server.layer({ host: "127.0.0.1", port: 0, ...options })))
+    )
+    return running(Context.get(context, HttpServer.HttpServer))
+  })
