@@ -49,6 +49,26 @@ const writeHighWater = 256 * 1024
 /** After our FIN, how long a client gets to read the response and close its side. */
 const lingerMillis = 2_000
 
+const connectionKey = Symbol("effect-appserver/Http1Connection")
+
+interface ConnectionSocket extends Net.Socket {
+  [connectionKey]: Http1Connection
+}
+
+function onSocketData(this: ConnectionSocket, chunk: Buffer): void {
+  this[connectionKey].onData(chunk)
+}
+function onSocketEnd(this: ConnectionSocket): void {
+  this[connectionKey].onEnd()
+}
+function onSocketDrain(this: ConnectionSocket): void {
+  this[connectionKey].onDrain()
+}
+function onSocketClose(this: ConnectionSocket): void {
+  this[connectionKey].onClose()
+}
+const ignore = (): void => {}
+
 /**
  * @since 0.1.0
  * @category models
@@ -58,8 +78,9 @@ export class Http1Connection implements ExchangeHost {
   readonly config: ConnectionConfig
   readonly runner: RequestRunner
   readonly remoteAddress: string | undefined
-  private readonly parser: RequestParser
-  private readonly onClosed: () => void
+  /** Created when bytes arrive, dropped while the connection is idle (it is the bulk of an idle connection). */
+  private parser: RequestParser | undefined
+  private readonly onClosed: (done: Effect.Effect<void>) => void
   private current: Exchange | undefined
   private batch: Array<string | Uint8Array> | undefined
   private batchBytes = 0
@@ -68,17 +89,22 @@ export class Http1Connection implements ExchangeHost {
   private readPaused = false
   private readEnded = false
   private waitingForDrain = false
-  private drainWaiters: Array<() => void> = []
+  private drainWaiters: Array<() => void> | undefined
+  private drainListening = false
   closing = false
   closed = false
   private ending = false
 
-  constructor(socket: Net.Socket, config: ConnectionConfig, runner: RequestRunner, onClosed: () => void) {
+  constructor(
+    socket: Net.Socket,
+    config: ConnectionConfig,
+    runner: RequestRunner,
+    onClosed: (done: Effect.Effect<void>) => void
+  ) {
     this.socket = socket
     this.config = config
     this.runner = runner
     this.remoteAddress = socket.remoteAddress
-    this.parser = new RequestParser(config.limits)
     this.onClosed = onClosed
   }
 
@@ -93,19 +119,21 @@ export class Http1Connection implements ExchangeHost {
   }
 
   start(): void {
-    const socket = this.socket
-    socket.on("data", (chunk: Buffer) => this.onData(chunk))
-    socket.on("end", () => this.onEnd())
-    socket.on("drain", () => this.onDrain())
+    const socket = this.socket as ConnectionSocket
+    // Listeners are shared functions that find the connection on the socket: an idle
+    // keep-alive connection then costs no closures of its own.
+    socket[connectionKey] = this
+    socket.on("data", onSocketData)
+    socket.on("end", onSocketEnd)
     // 'close' always follows 'error'; the error itself needs no handling beyond closing.
-    socket.on("error", () => {})
-    socket.on("close", () => this.onClose())
+    socket.on("error", ignore)
+    socket.on("close", onSocketClose)
     socket.resume()
   }
 
-  private onData(chunk: Buffer): void {
+  onData(chunk: Buffer): void {
     if (this.ending) return // lingering close: discard what the client still sends
-    this.parser.push(chunk)
+    ;(this.parser ??= new RequestParser(this.config.limits)).push(chunk)
     this.process()
   }
 
@@ -114,7 +142,7 @@ export class Http1Connection implements ExchangeHost {
    * away: an exchange in progress is interrupted like on a disconnect, and no further request
    * is taken; the connection closes once what was written is flushed.
    */
-  private onEnd(): void {
+  onEnd(): void {
     this.readEnded = true
     this.closing = true
     const exchange = this.current
@@ -128,17 +156,27 @@ export class Http1Connection implements ExchangeHost {
     this.process()
   }
 
-  private onDrain(): void {
+  /** Asks for one 'drain' event (listening only when needed keeps idle connections small). */
+  private listenForDrain(): void {
+    if (this.drainListening) return
+    this.drainListening = true
+    this.socket.once("drain", onSocketDrain)
+  }
+
+  onDrain(): void {
+    this.drainListening = false
     const waiters = this.drainWaiters
-    this.drainWaiters = []
-    for (const wake of waiters) wake()
+    if (waiters !== undefined) {
+      this.drainWaiters = undefined
+      for (const wake of waiters) wake()
+    }
     if (this.waitingForDrain) {
       this.waitingForDrain = false
       this.process()
     }
   }
 
-  private onClose(): void {
+  onClose(): void {
     this.closed = true
     const exchange = this.current
     if (exchange !== undefined) {
@@ -147,7 +185,7 @@ export class Http1Connection implements ExchangeHost {
       if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe(undefined, ClientAbort.annotation)
     }
     this.onDrain()
-    this.onClosed()
+    this.onClosed(Effect.void)
   }
 
   // ExchangeHost
@@ -208,15 +246,19 @@ export class Http1Connection implements ExchangeHost {
     this.process()
   }
 
-  readonly drain: Effect.Effect<void> = Effect.callback<void>((resume) => {
-    this.flush()
-    if (this.closed || !this.socket.writableNeedDrain) return resume(Effect.void)
-    const wake = () => resume(Effect.void)
-    this.drainWaiters.push(wake)
-    return Effect.sync(() => {
-      this.drainWaiters = this.drainWaiters.filter((w) => w !== wake)
+  get drain(): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      this.flush()
+      if (this.closed || !this.socket.writableNeedDrain) return resume(Effect.void)
+      const wake = () => resume(Effect.void)
+      this.listenForDrain()
+      this.drainWaiters ??= []
+      this.drainWaiters.push(wake)
+      return Effect.sync(() => {
+        this.drainWaiters = this.drainWaiters?.filter((w) => w !== wake)
+      })
     })
-  })
+  }
 
   exchangeDone(exchange: Exchange, exit: Exit.Exit<void, never>): void {
     this.settle(exchange, exit)
@@ -235,14 +277,16 @@ export class Http1Connection implements ExchangeHost {
   }
 
   /** Interrupts the exchange in progress and closes the socket. */
-  readonly stop: Effect.Effect<void> = Effect.suspend(() => {
-    this.closing = true
-    const exchange = this.current
-    return Effect.ensuring(
-      exchange === undefined ? Effect.void : exchange.interrupt,
-      Effect.sync(() => this.destroy())
-    )
-  })
+  get stop(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.closing = true
+      const exchange = this.current
+      return Effect.ensuring(
+        exchange === undefined ? Effect.void : exchange.interrupt,
+        Effect.sync(() => this.destroy())
+      )
+    })
+  }
 
   destroy(): void {
     if (this.closed) return
@@ -268,6 +312,7 @@ export class Http1Connection implements ExchangeHost {
     } finally {
       this.processing = false
       this.flush()
+      if (this.current === undefined && this.parser?.idle) this.parser = undefined
     }
   }
 
@@ -309,7 +354,10 @@ export class Http1Connection implements ExchangeHost {
           // A pipelining client that does not read its responses gets no more of them.
           this.waitingForDrain = true
           this.flush()
-          if (this.socket.writableNeedDrain) return
+          if (this.socket.writableNeedDrain) {
+            this.listenForDrain()
+            return
+          }
           this.waitingForDrain = false
         }
         continue
@@ -318,7 +366,12 @@ export class Http1Connection implements ExchangeHost {
         this.end()
         return
       }
-      const event = this.parser.next()
+      const parser = this.parser
+      if (parser === undefined) {
+        if (this.readEnded) this.end()
+        return
+      }
+      const event = parser.next()
       switch (event._tag) {
         case "Head":
           this.begin(event)
@@ -340,6 +393,14 @@ export class Http1Connection implements ExchangeHost {
     const exchange = new Exchange(this, head, this.config.limits.maxBodySize)
     this.current = exchange
     this.pump(exchange)
+    const failure = exchange.body.failure
+    if (failure?._tag === "HttpProtocolError") {
+      // The body's framing is already known to be broken: refuse before the app runs.
+      this.current = undefined
+      this.write(simpleResponse(failure.status, `${failure.reason}\n`, true, this.config.serverName))
+      this.end()
+      return
+    }
     const fiber = this.runner.run(this.runner.makeRequest(exchange))
     exchange.fiber = fiber
     const exit = fiber.pollUnsafe()
@@ -356,12 +417,14 @@ export class Http1Connection implements ExchangeHost {
    */
   private pump(exchange: Exchange): boolean {
     const reader = exchange.body
+    const parser = this.parser
+    if (parser === undefined) return false
     for (;;) {
       if (!exchange.discarding && reader.full) {
         this.pauseReading()
         return false
       }
-      const event = this.parser.next()
+      const event = parser.next()
       switch (event._tag) {
         case "Data":
           if (exchange.discarding) {

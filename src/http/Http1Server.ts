@@ -46,7 +46,7 @@ const connectionConfig = (config: Http1ServerConfig): ConnectionConfig => ({
 /** One connection as a fiber: it ends when the socket closes; interrupting it closes the socket. */
 const connection = (socket: Net.Socket, config: ConnectionConfig, runner: RequestRunner): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
-    const conn = new Http1Connection(socket, config, runner, () => resume(Effect.void))
+    const conn = new Http1Connection(socket, config, runner, resume)
     conn.start()
     return conn.stop
   })

@@ -159,7 +159,7 @@ export class RequestParser {
   private method = ""
   private target = ""
   private minor: 0 | 1 = 1
-  private raw: Array<string> = []
+  private raw: Array<string> | undefined
   private headerBytes = 0
   private trailerCount = 0
   private hostCount = 0
@@ -196,7 +196,7 @@ export class RequestParser {
 
   /** Whether the parser is between messages with nothing of the next one received. */
   get idle(): boolean {
-    return this.state === HEAD && !this.requestLineDone && this.buf.length === this.pos
+    return this.state === HEAD && !this.requestLineDone && !this.skippedEmptyLine && this.buf.length === this.pos
   }
 
   /** Whether a request head has started arriving but is not complete. */
@@ -301,7 +301,7 @@ export class RequestParser {
       if (this.headerBytes > limits.maxHeaderSize) {
         return this.failWith(431, "header section too large")
       }
-      if (this.raw.length >= limits.maxHeaderCount * 2) {
+      if (this.raw !== undefined && this.raw.length >= limits.maxHeaderCount * 2) {
         return this.failWith(431, "too many header fields")
       }
       const error = this.parseField(start, end, true)
@@ -352,7 +352,8 @@ export class RequestParser {
     ) {
       return this.failWith(400, "invalid HTTP version")
     }
-    // RFC 9110 §15.6.6: 505 for a major version we do not support; this server speaks 1.0 and 1.1 only.
+    // RFC 9110 §6.2, §15.6.6: a server may refuse a protocol version with 505. This server speaks
+    // exactly HTTP/1.0 and HTTP/1.1 and refuses every other version rather than guessing at it.
     if (buf[i + 5] !== 0x31 || buf[i + 7] > 0x31) return this.failWith(505, "HTTP version not supported")
     this.minor = buf[i + 7] === 0x31 ? 1 : 0
     return undefined
@@ -388,7 +389,7 @@ export class RequestParser {
     if (!special) return undefined
     const name = buf.toString("latin1", start, nameEnd)
     const value = buf.toString("latin1", i, valueEnd)
-    this.raw.push(name, value)
+    ;(this.raw ??= []).push(name, value)
     switch (nameEnd - start) {
       case 4:
         if (name.toLowerCase() === "host") {
@@ -520,7 +521,7 @@ export class RequestParser {
       target,
       url,
       versionMinor: minor,
-      rawHeaders: this.raw,
+      rawHeaders: this.raw ?? [],
       authority,
       contentLength,
       chunked,
@@ -543,7 +544,7 @@ export class RequestParser {
   private resetHead(): void {
     this.requestLineDone = false
     this.skippedEmptyLine = false
-    this.raw = []
+    this.raw = undefined
     this.headerBytes = 0
     this.hostCount = 0
     this.host = ""
@@ -762,8 +763,8 @@ const isChunkExtensions = (buf: Buffer, start: number, end: number): boolean => 
   }
   while (i < end) {
     skipWs()
-    if (i >= end) return true
-    if (buf[i] !== SEMICOLON) return false
+    // Whitespace is allowed only before ";" and "=" (BWS), never trailing the line.
+    if (i >= end || buf[i] !== SEMICOLON) return false
     i++
     skipWs()
     const nameStart = i
