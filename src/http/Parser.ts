@@ -557,7 +557,7 @@ export class RequestParser {
   private take(): ParseEvent {
     const available = this.buf.length - this.pos
     if (available === 0) return needData
-    const n = available < this.remaining ? available : this.remaining
+    const n = Math.min(available, this.remaining)
     const bytes = this.buf.subarray(this.pos, this.pos + n)
     this.pos += n
     this.remaining -= n

@@ -84,7 +84,7 @@ describe("protocol violations over a real socket", () => {
       const { port } = yield* serveApp(hello)
       const result = yield* rawExchange(
         port,
-        request("GET / HTTP/1.1", "Host: x") + request("GET / HTTP/1.1", "Host: x") + "GET / HTTP/1.1\nHost: x\n\n"
+        `${request("GET / HTTP/1.1", "Host: x") + request("GET / HTTP/1.1", "Host: x")}GET / HTTP/1.1\nHost: x\n\n`
       )
       expect(result.responses.map((r) => r.status)).toEqual([200, 200, 400])
       expect(result.closed).toBe(true)
