@@ -1,7 +1,9 @@
 /**
  * Starting a real server on an ephemeral port for a test.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, type FileSystem, Layer, type Path } from "effect"
+import type * as Etag from "effect/http/Etag"
+import type * as HttpPlatform from "effect/http/HttpPlatform"
 import * as HttpServer from "effect/http/HttpServer"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import type { HttpServerResponse } from "effect/http/HttpServerResponse"
@@ -20,15 +22,23 @@ const running = (server: HttpServer.HttpServer["Service"]): Running => {
   return { port: address.port, url: `http://127.0.0.1:${address.port}` }
 }
 
+/** What apps may require: the request and the platform services `Http1Server.layer` provides. */
+export type Provided =
+  | HttpServerRequest
+  | HttpPlatform.HttpPlatform
+  | FileSystem.FileSystem
+  | Path.Path
+  | Etag.Generator
+
 /** Serves `app` on 127.0.0.1 with an ephemeral port for the rest of the scope. */
 export const serveApp = <E>(
-  app: Effect.Effect<HttpServerResponse, E, HttpServerRequest>,
+  app: Effect.Effect<HttpServerResponse, E, Provided>,
   options: Http1ServerOptionsInput = {}
 ): Effect.Effect<Running, unknown, Scope.Scope> => serveLayer(HttpServer.serve(app), options)
 
 /** Builds a layer that serves something (an app, an HttpRouter, an HttpApi) on an ephemeral port. */
 export const serveLayer = <E>(
-  layer: Layer.Layer<never, E, HttpServer.HttpServer>,
+  layer: Layer.Layer<never, E, HttpServer.HttpServer | Exclude<Provided, HttpServerRequest>>,
   options: Http1ServerOptionsInput = {}
 ): Effect.Effect<Running, unknown, Scope.Scope> =>
   Effect.gen(function* () {

@@ -1,0 +1,227 @@
+/**
+ * The `effect-appserver` command as a user runs it: a real child process on Node 24.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as Fs from "node:fs/promises"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { afterEach, describe, expect, it } from "@effect/vitest"
+
+const root = Path.resolve(import.meta.dirname, "..")
+const bin = Path.join(root, "src/cli/bin.ts")
+
+interface Exit {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+}
+
+interface Cli {
+  readonly child: ChildProcess
+  readonly stdout: () => string
+  readonly stderr: () => string
+  readonly exited: Promise<Exit>
+}
+
+const running = new Set<ChildProcess>()
+const cleanups: Array<() => Promise<void>> = []
+
+afterEach(async () => {
+  // whatever a test left behind: no child process outlives it
+  for (const child of running) child.kill("SIGKILL")
+  running.clear()
+  for (const cleanup of cleanups.splice(0)) await cleanup()
+})
+
+/** Runs `node src/cli/bin.ts ...args` in the repository root (process.execPath is Node 24 here). */
+const cli = (...args: ReadonlyArray<string>): Cli => {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+  running.add(child)
+  let stdout = ""
+  let stderr = ""
+  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
+  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
+  const exited = new Promise<Exit>((resolve) => {
+    child.on("exit", (code, signal) => {
+      running.delete(child)
+      resolve({ code, signal })
+    })
+  })
+  return { child, stdout: () => stdout, stderr: () => stderr, exited }
+}
+
+/** Fails after `ms` with what the process printed so far. */
+const within = <A>(promise: Promise<A>, ms: number, what: string, run: Cli): Promise<A> =>
+  new Promise<A>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${what}: not within ${ms} ms\nstdout: ${run.stdout()}\nstderr: ${run.stderr()}`)),
+      ms
+    )
+    promise.then(
+      (value) => {
+        clearTimeout(timer)
+        resolve(value)
+      },
+      (error: unknown) => {
+        clearTimeout(timer)
+        reject(error)
+      }
+    )
+  })
+
+/** Waits for `listening on http://127.0.0.1:PORT` and returns the URL. */
+const listening = (run: Cli): Promise<string> =>
+  within(
+    new Promise<string>((resolve, reject) => {
+      const check = () => {
+        const match = /^listening on (http:\/\/127\.0\.0\.1:(\d+))$/m.exec(run.stdout())
+        if (match !== null && Number(match[2]) > 0) resolve(match[1])
+      }
+      run.child.stdout?.on("data", check)
+      check()
+      void run.exited.then((exit) => reject(new Error(`exited (${exit.code}) before listening: ${run.stderr()}`)))
+    }),
+    10_000,
+    "listening line",
+    run
+  )
+
+/** The exit of a process that is expected to stop on its own. */
+const exitOf = (run: Cli, ms = 10_000): Promise<Exit> => within(run.exited, ms, "exit", run)
+
+const text = async (url: string): Promise<string> => (await fetch(url)).text()
+
+const connectionRefused = (url: string): Promise<boolean> =>
+  new Promise((resolve) => {
+    const { hostname, port } = new URL(url)
+    const socket = Net.connect({ host: hostname, port: Number(port) })
+    socket.on("connect", () => {
+      socket.destroy()
+      resolve(false)
+    })
+    socket.on("error", () => resolve(true))
+  })
+
+describe("effect-appserver serve", () => {
+  it("serves examples/echo.ts and stops with exit code 0 promptly on SIGTERM", async () => {
+    const run = cli("serve", "examples/echo.ts", "--host", "127.0.0.1", "--port", "0")
+    const url = await listening(run)
+    expect(await text(`${url}/`)).toBe("Hello, World!")
+    expect(await text(`${url}/bytes?n=3`)).toBe("aaa")
+    const started = performance.now()
+    run.child.kill("SIGTERM")
+    const exit = await exitOf(run, 5_000)
+    expect(performance.now() - started).toBeLessThan(5_000)
+    expect(exit).toEqual({ code: 0, signal: null })
+    expect(await connectionRefused(url)).toBe(true)
+  })
+
+  it("stops with exit code 0 on SIGINT too", async () => {
+    const run = cli("serve", "examples/echo.ts", "--port", "0")
+    const url = await listening(run)
+    expect(await text(`${url}/`)).toBe("Hello, World!")
+    run.child.kill("SIGINT")
+    expect(await exitOf(run, 5_000)).toEqual({ code: 0, signal: null })
+  })
+
+  it("serves an HttpRouter layer default export (examples/router.ts)", async () => {
+    const run = cli("serve", "examples/router.ts", "--port=0")
+    const url = await listening(run)
+    expect(await text(`${url}/`)).toBe("Hello from the router")
+    const user = await fetch(`${url}/users/1`)
+    expect(user.status).toBe(200)
+    expect(await user.json()).toEqual({ id: 1, name: "Ada" })
+    expect((await fetch(`${url}/nowhere`)).status).toBe(404)
+    run.child.kill("SIGTERM")
+    expect(await exitOf(run, 5_000)).toEqual({ code: 0, signal: null })
+  })
+
+  it("serves an HttpApi's routes default export (examples/api.ts)", async () => {
+    const run = cli("serve", "examples/api.ts", "--port", "0")
+    const url = await listening(run)
+    const missing = await fetch(`${url}/users/7`)
+    expect(missing.status).toBe(404)
+    expect(await missing.json()).toEqual({ _tag: "UserNotFound", id: 7 })
+    run.child.kill("SIGTERM")
+    expect(await exitOf(run, 5_000)).toEqual({ code: 0, signal: null })
+  })
+
+  it("applies options: --max-body-size limits request bodies", async () => {
+    const run = cli("serve", "examples/echo.ts", "--port", "0", "--max-body-size", "1k")
+    const url = await listening(run)
+    const post = (size: number) => fetch(`${url}/echo`, { method: "POST", body: "x".repeat(size) })
+    expect((await post(1024)).status).toBe(200)
+    expect((await post(1025)).status).toBe(413)
+  })
+
+  it.each([
+    [["--port", "70000"], "--port"],
+    [["--max-body-size", "abc"], "--max-body-size"],
+    [["--port"], "--port"],
+    [["--no-delay=maybe"], "--no-delay"]
+  ])("exits 2 naming the flag for a bad value: %j", async (args, flag) => {
+    const run = cli("serve", "examples/echo.ts", ...args)
+    const exit = await exitOf(run)
+    expect(exit.code).toBe(2)
+    expect(run.stderr()).toContain(flag)
+    expect(run.stdout()).not.toContain("listening on")
+  })
+
+  it("exits 2 naming an unknown flag", async () => {
+    const run = cli("serve", "examples/echo.ts", "--colour", "blue")
+    expect((await exitOf(run)).code).toBe(2)
+    expect(run.stderr()).toContain("--colour")
+  })
+
+  it("exits 2 without a module or with an unknown command", async () => {
+    const none = cli("serve")
+    expect((await exitOf(none)).code).toBe(2)
+    expect(none.stderr()).toContain("<module>")
+    const unknown = cli("launch", "examples/echo.ts")
+    expect((await exitOf(unknown)).code).toBe(2)
+    expect(unknown.stderr()).toContain("launch")
+  })
+
+  it("exits 1 with 'address already in use' when the port is taken", async () => {
+    const blocker = Net.createServer()
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve))
+    cleanups.push(() => new Promise<void>((resolve) => blocker.close(() => resolve())))
+    const address = blocker.address()
+    if (address === null || typeof address === "string") throw new Error("expected a TCP address")
+    const run = cli("serve", "examples/echo.ts", "--host", "127.0.0.1", "--port", String(address.port))
+    expect((await exitOf(run)).code).toBe(1)
+    expect(run.stderr()).toContain("address already in use")
+    expect(run.stderr()).toContain(String(address.port))
+  })
+
+  it("exits 1 with a clear message when the default export is not an app", async () => {
+    const dir = await Fs.mkdtemp(Path.join(Os.tmpdir(), "effect-appserver-cli-"))
+    cleanups.push(() => Fs.rm(dir, { recursive: true, force: true }))
+    const module = Path.join(dir, "not-an-app.mjs")
+    await Fs.writeFile(module, "export default { hello: 'world' }\n")
+    const run = cli("serve", module, "--port", "0")
+    expect((await exitOf(run)).code).toBe(1)
+    expect(run.stderr()).toContain("not-an-app.mjs")
+    expect(run.stderr()).toContain("neither an Effect HTTP app nor an HttpRouter layer")
+    expect(run.stdout()).not.toContain("listening on")
+  })
+
+  it("exits 1 when the module cannot be loaded", async () => {
+    const dir = await Fs.mkdtemp(Path.join(Os.tmpdir(), "effect-appserver-cli-"))
+    cleanups.push(() => Fs.rm(dir, { recursive: true, force: true }))
+    const run = cli("serve", Path.join(dir, "missing.ts"), "--port", "0")
+    expect((await exitOf(run)).code).toBe(1)
+    expect(run.stderr()).toContain("cannot load")
+    expect(run.stderr()).toContain("missing.ts")
+  })
+
+  it.each([[["--help"]], [["serve", "--help"]], [["help"]]])("%j prints usage listing the flags", async (args) => {
+    const run = cli(...args)
+    expect((await exitOf(run)).code).toBe(0)
+    const usage = run.stdout()
+    expect(usage).toContain("usage: effect-appserver serve <module>")
+    for (const flag of ["--host", "--port", "--max-body-size", "--max-header-size", "--no-delay", "--server-name"]) {
+      expect(usage).toContain(flag)
+    }
+  })
+})
