@@ -1,0 +1,115 @@
+/**
+ * Command-line flags and BENCH_* environment variables. A flag beats the variable, which beats
+ * the --quick preset, which beats the default.
+ */
+import { parseArgs } from "node:util"
+import type { ToolChoice } from "./loadTool.ts"
+import { SERVER_SPECS, type ServerSpec } from "./servers.ts"
+
+export interface Config {
+  readonly quick: boolean
+  readonly rounds: number
+  /** Seconds per measured run. */
+  readonly duration: number
+  /** Seconds per warmup run (each scenario, each server, before the first round). */
+  readonly warmup: number
+  readonly servers: ReadonlyArray<ServerSpec>
+  readonly tool: ToolChoice
+  readonly throughput: boolean
+  readonly memory: boolean
+  readonly memoryConnections: number
+  readonly out: string
+  readonly startTimeoutMs: number
+}
+
+export const USAGE = `Usage: npm run bench -- [options]    (or: node bench/run.ts [options])
+
+  --quick              smoke run: 1 round of 2 s, 1 s warmup
+  --rounds N           measured rounds                       (BENCH_ROUNDS, default 5)
+  --duration S         seconds per run                       (BENCH_DURATION, default 5)
+  --warmup S           seconds per warmup run, 0 to skip     (BENCH_WARMUP, default 2)
+  --servers LIST       comma-separated subset of ${SERVER_SPECS.map((s) => s.id).join(",")}
+                                                             (BENCH_SERVERS, default all)
+  --tool T             auto | wrk | autocannon               (BENCH_TOOL, default auto)
+  --mem-conns N        idle connections in the memory scenario (BENCH_MEM_CONNS, default 10000)
+  --skip-memory        throughput scenarios only
+  --memory-only        memory scenario only
+  --out PATH           Markdown report                       (BENCH_OUT, default bench/results.md)
+  --start-timeout MS   wait for a server's ready line        (BENCH_START_TIMEOUT, default 20000)
+`
+
+const positiveInt = (name: string, raw: string, allowZero = false): number => {
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value < (allowZero ? 0 : 1)) {
+    throw new Error(`${name} must be a ${allowZero ? "non-negative" : "positive"} integer, got "${raw}"`)
+  }
+  return value
+}
+
+/** --name, then the BENCH_* variable, then fallback; validated as an integer. */
+const intOption = (
+  name: string,
+  flag: string | undefined,
+  env: string,
+  fallback: number,
+  allowZero = false
+): number => {
+  const raw = flag ?? process.env[env]
+  if (raw === undefined || raw === "") return fallback
+  return positiveInt(flag !== undefined ? `--${name}` : env, raw, allowZero)
+}
+
+const parseServers = (raw: string | undefined): ReadonlyArray<ServerSpec> => {
+  if (raw === undefined || raw === "") return SERVER_SPECS
+  return raw.split(",").map((id) => {
+    const spec = SERVER_SPECS.find((s) => s.id === id.trim())
+    if (spec === undefined)
+      throw new Error(`unknown server "${id}"; known: ${SERVER_SPECS.map((s) => s.id).join(", ")}`)
+    return spec
+  })
+}
+
+const parseTool = (raw: string | undefined): ToolChoice => {
+  const value = raw === undefined || raw === "" ? "auto" : raw
+  if (value === "auto" || value === "wrk" || value === "autocannon") return value
+  throw new Error(`--tool must be auto, wrk or autocannon, got "${value}"`)
+}
+
+/** Parsed configuration, or undefined when --help was asked for. */
+export const parseConfig = (argv: ReadonlyArray<string>, defaultOut: string): Config | undefined => {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      help: { type: "boolean", short: "h" },
+      quick: { type: "boolean" },
+      rounds: { type: "string" },
+      duration: { type: "string" },
+      warmup: { type: "string" },
+      servers: { type: "string" },
+      tool: { type: "string" },
+      "mem-conns": { type: "string" },
+      "skip-memory": { type: "boolean" },
+      "memory-only": { type: "boolean" },
+      out: { type: "string" },
+      "start-timeout": { type: "string" }
+    }
+  })
+  if (values.help === true) return undefined
+  const quick = values.quick === true
+  if (values["skip-memory"] === true && values["memory-only"] === true) {
+    throw new Error("--skip-memory and --memory-only exclude each other")
+  }
+  return {
+    quick,
+    rounds: intOption("rounds", values.rounds, "BENCH_ROUNDS", quick ? 1 : 5),
+    duration: intOption("duration", values.duration, "BENCH_DURATION", quick ? 2 : 5),
+    warmup: intOption("warmup", values.warmup, "BENCH_WARMUP", quick ? 1 : 2, true),
+    servers: parseServers(values.servers ?? process.env.BENCH_SERVERS),
+    tool: parseTool(values.tool ?? process.env.BENCH_TOOL),
+    throughput: values["memory-only"] !== true,
+    memory: values["skip-memory"] !== true,
+    memoryConnections: intOption("mem-conns", values["mem-conns"], "BENCH_MEM_CONNS", 10_000),
+    out: values.out ?? process.env.BENCH_OUT ?? defaultOut,
+    startTimeoutMs: intOption("start-timeout", values["start-timeout"], "BENCH_START_TIMEOUT", 20_000)
+  }
+}

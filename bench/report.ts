@@ -1,0 +1,173 @@
+/**
+ * Turning runs into Markdown: medians per scenario and server, ratios against the targets, the
+ * memory scenario, and any run with errors called out rather than averaged away.
+ */
+import type { MemoryResult } from "./memory.ts"
+import type { RunResult, Scenario, ScenarioId } from "./scenarios.ts"
+import type { ServerId, ServerSpec } from "./servers.ts"
+
+export interface Sample {
+  readonly scenario: ScenarioId
+  readonly server: ServerId
+  readonly round: number
+  readonly result: RunResult
+}
+
+export interface MemorySample {
+  readonly server: ServerSpec
+  readonly result: MemoryResult
+}
+
+interface Target {
+  readonly scenario: ScenarioId
+  readonly versus: ServerId
+  readonly atLeast: number
+}
+
+/** Throughput targets for effect-appserver, as ratios of req/s. */
+const TARGETS: ReadonlyArray<Target> = [
+  { scenario: "hello", versus: "effect-node", atLeast: 1.6 },
+  { scenario: "hello", versus: "node-http", atLeast: 1.3 },
+  { scenario: "pipelined", versus: "effect-node", atLeast: 4 },
+  { scenario: "post", versus: "effect-node", atLeast: 2 }
+]
+
+/** RSS growth target for effect-appserver with 10,000 idle connections. */
+const MEMORY_TARGET_MIB_PER_10K = 40
+
+export const median = (values: ReadonlyArray<number>): number => {
+  if (values.length === 0) return Number.NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+const fmtRps = (value: number): string => (Number.isFinite(value) ? Math.round(value).toLocaleString("en-US") : "n/a")
+const fmtMs = (value: number): string => (Number.isFinite(value) ? value.toFixed(2) : "n/a")
+const fmtMiB = (kib: number): string => (kib / 1024).toFixed(1)
+const pass = (ok: boolean): string => (ok ? "PASS" : "MISS")
+
+const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string =>
+  [header, header.map(() => "---"), ...rows].map((row) => `| ${row.join(" | ")} |`).join("\n")
+
+const samplesOf = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, server: ServerId) =>
+  samples.filter((sample) => sample.scenario === scenario && sample.server === server)
+
+const medianRps = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, server: ServerId): number =>
+  median(samplesOf(samples, scenario, server).map((sample) => sample.result.requestsPerSec))
+
+const hasErrors = (result: RunResult): boolean => result.non2xx > 0 || result.socketErrors > 0
+
+/** "2/5 runs: non-2xx 12; timeout 3" or "none". */
+const errorCell = (runs: ReadonlyArray<Sample>): string => {
+  const bad = runs.filter((sample) => hasErrors(sample.result))
+  if (bad.length === 0) return "none"
+  return `**${bad.length}/${runs.length} runs: ${bad.map((sample) => sample.result.errorDetail).join("; ")}**`
+}
+
+/** (max - min) / median of the req/s samples: how much to trust the median on a noisy machine. */
+const spreadCell = (runs: ReadonlyArray<Sample>): string => {
+  const values = runs.map((sample) => sample.result.requestsPerSec)
+  if (values.length < 2) return "-"
+  return `${(((Math.max(...values) - Math.min(...values)) / median(values)) * 100).toFixed(0)}%`
+}
+
+const throughputTable = (
+  samples: ReadonlyArray<Sample>,
+  scenarios: ReadonlyArray<Scenario>,
+  servers: ReadonlyArray<ServerSpec>
+): string => {
+  const rows = scenarios.flatMap((scenario) =>
+    servers.map((server) => {
+      const runs = samplesOf(samples, scenario.id, server.id)
+      return [
+        scenario.title,
+        server.label,
+        fmtRps(median(runs.map((sample) => sample.result.requestsPerSec))),
+        fmtMs(median(runs.map((sample) => sample.result.p99Ms))),
+        spreadCell(runs),
+        String(runs.length),
+        errorCell(runs)
+      ]
+    })
+  )
+  return table(["Scenario", "Server", "req/s (median)", "p99 ms (median)", "req/s spread", "runs", "errors"], rows)
+}
+
+const ratioCell = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, versus: ServerId): Array<string> => {
+  const ratio = medianRps(samples, scenario, "appserver") / medianRps(samples, scenario, versus)
+  const target = TARGETS.find((t) => t.scenario === scenario && t.versus === versus)
+  // a server answering errors fast can look good: a ratio built on such runs must say so
+  const tainted = [...samplesOf(samples, scenario, "appserver"), ...samplesOf(samples, scenario, versus)].some(
+    (sample) => hasErrors(sample.result)
+  )
+  const shown = Number.isFinite(ratio) ? `${ratio.toFixed(2)}x${tainted ? " **(runs with errors)**" : ""}` : "n/a"
+  if (target === undefined) return [shown, "-", ""]
+  return [shown, `>= ${target.atLeast}x`, Number.isFinite(ratio) ? pass(ratio >= target.atLeast) : "not measured"]
+}
+
+const ratioTable = (samples: ReadonlyArray<Sample>, scenarios: ReadonlyArray<Scenario>): string =>
+  table(
+    ["Scenario", "appserver / NodeHttpServer", "target", "met", "appserver / node:http", "target", "met"],
+    scenarios.map((scenario) => [
+      scenario.title,
+      ...ratioCell(samples, scenario.id, "effect-node"),
+      ...ratioCell(samples, scenario.id, "node-http")
+    ])
+  )
+
+const memoryTargetMiB = (connections: number): number => (MEMORY_TARGET_MIB_PER_10K * connections) / 10_000
+
+const memoryRow = (sample: MemorySample, connections: number): Array<string> => {
+  const { result, server } = sample
+  const growthKiB = result.loadedKiB - result.baselineKiB
+  const perConn = result.opened > 0 ? `${(growthKiB / result.opened).toFixed(2)}` : "n/a"
+  const held = result.opened - result.closedBeforeMeasure
+  const trouble = result.failed > 0 || result.closedBeforeMeasure > 0
+  const connCell = `${held}/${connections}${trouble ? ` **(${result.failed} failed, ${result.closedBeforeMeasure} closed by server)**` : ""}`
+  const limit = memoryTargetMiB(connections)
+  const target = server.id === "appserver" ? `<= ${limit} MiB ${pass(growthKiB / 1024 <= limit && !trouble)}` : "-"
+  return [
+    server.label,
+    fmtMiB(result.baselineKiB),
+    fmtMiB(result.loadedKiB),
+    fmtMiB(growthKiB),
+    perConn,
+    connCell,
+    target
+  ]
+}
+
+export const memoryTable = (memory: ReadonlyArray<MemorySample>, connections: number): string =>
+  table(
+    ["Server", "baseline RSS MiB", "RSS with idle conns MiB", "growth MiB", "KiB / conn", "conns held", "target"],
+    memory.map((sample) => memoryRow(sample, connections))
+  )
+
+export interface ReportInput {
+  readonly header: ReadonlyArray<string>
+  readonly samples: ReadonlyArray<Sample>
+  readonly scenarios: ReadonlyArray<Scenario>
+  readonly servers: ReadonlyArray<ServerSpec>
+  readonly memory: ReadonlyArray<MemorySample>
+  readonly memoryConnections: number
+  readonly notes: ReadonlyArray<string>
+}
+
+/** The whole Markdown report; sections without data are left out. */
+export const renderReport = (input: ReportInput): string => {
+  const parts = ["# effect-appserver benchmark", "", ...input.header.map((line) => `- ${line}`)]
+  if (input.samples.length > 0) {
+    parts.push("", "## Throughput", "", throughputTable(input.samples, input.scenarios, input.servers))
+    const failing = input.samples.filter((sample) => hasErrors(sample.result)).length
+    if (failing > 0)
+      parts.push("", `**WARNING: ${failing} of ${input.samples.length} runs had errors, see the errors column.**`)
+    parts.push("", "## Ratios (median req/s)", "", ratioTable(input.samples, input.scenarios))
+  }
+  if (input.memory.length > 0) {
+    parts.push("", `## Memory: ${input.memoryConnections.toLocaleString("en-US")} idle keep-alive connections`, "")
+    parts.push(memoryTable(input.memory, input.memoryConnections))
+  }
+  if (input.notes.length > 0) parts.push("", "## Notes", "", ...input.notes.map((note) => `- ${note}`))
+  return `${parts.join("\n")}\n`
+}

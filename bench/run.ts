@@ -1,0 +1,94 @@
+/**
+ * Benchmark harness: `npm run bench` (= node bench/run.ts). See bench/config.ts for options.
+ *
+ * Starts effect-appserver, Effect's NodeHttpServer and a bare node:http server on the same echo
+ * app, drives each with wrk in interleaved rounds, measures idle-connection memory, and prints a
+ * Markdown report (also written to bench/results.md). Progress goes to stderr.
+ */
+import { writeFile } from "node:fs/promises"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { type Config, parseConfig, USAGE } from "./config.ts"
+import { chooseLoadTool } from "./loadTool.ts"
+import { progress } from "./log.ts"
+import { memoryPhase, memoryPreflight, throughputPhase } from "./phases.ts"
+import { beginShutdown, killAllSync, terminateAll } from "./proc.ts"
+import { renderReport } from "./report.ts"
+import { SCENARIOS } from "./scenarios.ts"
+
+const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 }
+
+/** Whatever way the harness ends, its servers and load generators end with it. */
+const installCleanup = (): void => {
+  for (const [signal, code] of Object.entries(SIGNAL_EXIT)) {
+    process.once(signal, () => {
+      beginShutdown()
+      process.stderr.write(`\n${signal}: stopping servers\n`)
+      void terminateAll().finally(() => process.exit(code))
+    })
+  }
+  // exit handlers run synchronously only: SIGKILL anything still alive
+  process.on("exit", killAllSync)
+}
+
+/** Taken when the run starts: the load average then says how busy the shared machine was. */
+const startedAt = new Date()
+const loadAtStart = Os.loadavg()[0]
+
+const header = (config: Config, toolVersion: string): Array<string> => [
+  `date: ${startedAt.toISOString()}`,
+  `node: ${process.version} (harness and servers), ${Os.cpus().length} CPUs (${Os.cpus()[0]?.model ?? "unknown"})`,
+  `1-minute load average: ${loadAtStart.toFixed(2)} at start, ${Os.loadavg()[0].toFixed(2)} at end (wrk and one busy server account for about 2)`,
+  `load generator: ${toolVersion}`,
+  `rounds: ${config.rounds}, duration: ${config.duration} s per run, warmup: ${config.warmup} s per scenario and server${config.quick ? " (--quick smoke run: not representative)" : ""}`,
+  `servers: ${config.servers.map((s) => s.label).join(", ")}; run order rotated each round`
+]
+
+const NOTES = [
+  "Medians over rounds; `req/s spread` is (max - min) / median over the rounds, a noise indicator.",
+  "Pipelined: the load generator counts every pipelined request, so req/s there is responses per second. " +
+    "Its p99 is wrk's latency of a whole batch of 16, with wrk's pipelining percentile bug worked around (bench/pipeline.lua).",
+  "Errors are the load generator's non-2xx (status >= 400) and socket errors; a run with errors is listed, not hidden.",
+  "Memory: VmRSS of the server process tree from /proc, fresh server, baseline after a few requests and 1 s; " +
+    "then each connection sends one keep-alive GET /, reads the response and idles 2 s. " +
+    "The node peers run with keepAliveTimeout 120 s so idle connections are not closed during the probe. " +
+    "No GC can be forced in the servers, so the growth includes garbage from those requests not yet collected."
+]
+
+const main = async (): Promise<number> => {
+  const config = parseConfig(process.argv.slice(2), Path.join(import.meta.dirname, "results.md"))
+  if (config === undefined) {
+    process.stdout.write(USAGE)
+    return 0
+  }
+  const warnings = memoryPreflight(config)
+  for (const warning of warnings) progress(`warning: ${warning}`)
+  const tool = await chooseLoadTool(config.tool)
+  if (tool.note !== undefined) progress(tool.note)
+  const toolVersion = await tool.version()
+  progress(`load generator: ${toolVersion}`)
+  const samples = config.throughput ? await throughputPhase(config, tool) : []
+  const memory = config.memory ? await memoryPhase(config) : []
+  const report = renderReport({
+    header: header(config, toolVersion),
+    samples,
+    scenarios: SCENARIOS,
+    servers: config.servers,
+    memory,
+    memoryConnections: config.memoryConnections,
+    notes: [...(tool.note === undefined ? [] : [tool.note]), ...NOTES, ...warnings]
+  })
+  process.stdout.write(`\n${report}`)
+  await writeFile(config.out, report)
+  progress(`report written to ${config.out}`)
+  return 0
+}
+
+installCleanup()
+const code = await main().catch((error: unknown) => {
+  process.stderr.write(`\nbench failed: ${error instanceof Error ? error.message : String(error)}\n`)
+  return 1
+})
+await terminateAll()
+// fetch's keep-alive sockets could hold the event loop open; nothing is left to wait for
+process.exit(code)

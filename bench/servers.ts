@@ -1,0 +1,153 @@
+/**
+ * The three servers under test, started as child processes serving the echo contract on
+ * 127.0.0.1, each on a free port of its own.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import { createInterface } from "node:readline"
+import { terminate, track } from "./proc.ts"
+
+export type ServerId = "appserver" | "effect-node" | "node-http"
+
+export interface ServerSpec {
+  readonly id: ServerId
+  /** Name used in tables. */
+  readonly label: string
+  /** Arguments after `node`, relative to the repository root; `--host`/`--port` are appended. */
+  readonly args: ReadonlyArray<string>
+}
+
+export const SERVER_SPECS: ReadonlyArray<ServerSpec> = [
+  { id: "appserver", label: "effect-appserver", args: ["src/cli/bin.ts", "serve", "examples/echo.ts"] },
+  { id: "effect-node", label: "NodeHttpServer", args: ["bench/peers/effect-node.ts"] },
+  { id: "node-http", label: "node:http", args: ["bench/peers/node-http.ts"] }
+]
+
+export const HOST = "127.0.0.1"
+
+/** Servers are started from here, so the relative paths above resolve. */
+export const REPO_ROOT = Path.resolve(import.meta.dirname, "..")
+
+export interface RunningServer {
+  readonly spec: ServerSpec
+  readonly child: ChildProcess
+  readonly pid: number
+  /** Base URL without trailing slash, e.g. http://127.0.0.1:41234 */
+  readonly url: string
+  /** The last lines the server wrote to stdout/stderr, for error messages. */
+  readonly outputTail: () => string
+}
+
+/** Asks the kernel for a free port. Another process could take it before the server binds; rare. */
+export const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const probe = Net.createServer()
+    probe.once("error", reject)
+    probe.listen(0, HOST, () => {
+      const { port } = probe.address() as Net.AddressInfo
+      probe.close(() => resolve(port))
+    })
+  })
+
+/** Keeps the last `size` lines of output; the rest is read and dropped so the pipe never fills. */
+const lineTail = (size: number) => {
+  const lines: Array<string> = []
+  return {
+    push: (line: string) => {
+      lines.push(line)
+      if (lines.length > size) lines.shift()
+    },
+    text: () => lines.join("\n")
+  }
+}
+
+const READY = /listening on (https?:\/\/\S+)/
+
+const describeExit = (code: number | null, signal: NodeJS.Signals | null): string =>
+  signal !== null ? `killed by ${signal}` : `exited with code ${code}`
+
+/**
+ * Resolves with the URL from the ready line. Rejects if the server exits first or stays silent
+ * for `timeoutMs`; either way the message carries its recent output, which usually says why.
+ */
+const awaitReady = (
+  spec: ServerSpec,
+  child: ChildProcess,
+  tail: ReturnType<typeof lineTail>,
+  timeoutMs: number
+): Promise<string> =>
+  new Promise((resolve, reject) => {
+    let settled = false
+    const fail = (why: string) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      const output = tail.text()
+      reject(new Error(`${spec.label} failed to start: ${why}${output ? `\n--- its output ---\n${output}` : ""}`))
+    }
+    const timer = setTimeout(() => fail(`no "listening on" line within ${timeoutMs} ms`), timeoutMs)
+    child.once("error", (error) => fail(error.message))
+    child.once("exit", (code, signal) => fail(describeExit(code, signal)))
+    // Read stdout for the whole life of the server: a full pipe would block a server that logs.
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      tail.push(line)
+      const match = settled ? null : READY.exec(line)
+      if (match === null) return
+      settled = true
+      clearTimeout(timer)
+      resolve(match[1].replace(/\/$/, ""))
+    })
+  })
+
+/** Starts one server and waits for its ready line; the process is killed again if that fails. */
+export const startServer = async (spec: ServerSpec, timeoutMs: number): Promise<RunningServer> => {
+  const port = await freePort()
+  const args = [...spec.args, "--host", HOST, "--port", String(port)]
+  // process.execPath: the Node 24 that runs the harness, which can run the .ts entry points.
+  const child = track(spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] }))
+  const tail = lineTail(30)
+  createInterface({ input: child.stderr! }).on("line", tail.push)
+  try {
+    const url = await awaitReady(spec, child, tail, timeoutMs)
+    if (!url.endsWith(`:${port}`)) throw new Error(`${spec.label} reported ${url}, expected port ${port}`)
+    return { spec, child, pid: child.pid!, url, outputTail: tail.text }
+  } catch (error) {
+    await terminate(child)
+    throw error
+  }
+}
+
+/** Throws if the server has died, e.g. crashed under load, so no further numbers are taken from it. */
+export const assertAlive = (server: RunningServer): void => {
+  const { exitCode, signalCode } = server.child
+  if (exitCode === null && signalCode === null) return
+  throw new Error(
+    `${server.spec.label} (pid ${server.pid}) ${describeExit(exitCode, signalCode)} during the benchmark` +
+      `\n--- its output ---\n${server.outputTail()}`
+  )
+}
+
+const POST_PROBE = "echo-contract-probe"
+
+/**
+ * Checks the echo contract before measuring anything: a server answering 404 or a wrong body
+ * would otherwise produce impressive but meaningless numbers.
+ */
+export const verifyContract = async (server: RunningServer): Promise<void> => {
+  const fail = (what: string) => {
+    throw new Error(`${server.spec.label} does not serve the echo contract: ${what}`)
+  }
+  const hello = await fetch(`${server.url}/`)
+  const helloBody = await hello.text()
+  if (hello.status !== 200 || helloBody !== "Hello, World!") fail(`GET / gave ${hello.status} ${helloBody}`)
+  const echo = await fetch(`${server.url}/echo`, {
+    method: "POST",
+    headers: { "content-type": "application/x-probe" },
+    body: POST_PROBE
+  })
+  const echoBody = await echo.text()
+  if (echo.status !== 200 || echoBody !== POST_PROBE) fail(`POST /echo gave ${echo.status} ${echoBody}`)
+  const type = echo.headers.get("content-type")
+  if (type !== "application/x-probe") fail(`POST /echo answered Content-Type ${type}`)
+}
