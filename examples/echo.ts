@@ -12,7 +12,9 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Data, Effect, Layer, Stream } from "effect"
+import type { HttpBodyError } from "effect/http/HttpBody"
 import * as HttpServer from "effect/http/HttpServer"
+import type { HttpServerError } from "effect/http/HttpServerError"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import { Http1Server, rawHeaders } from "effect-appserver"
@@ -35,58 +37,70 @@ const intParam = (params: URLSearchParams, name: string, max: number): number | 
 
 const filler = (size: number): Uint8Array => new Uint8Array(size).fill(0x61)
 
-const app = Effect.gen(function* () {
-  const request = yield* HttpServerRequest
-  const query = request.url.indexOf("?")
-  const path = query === -1 ? request.url : request.url.slice(0, query)
-  const params = new URLSearchParams(query === -1 ? "" : request.url.slice(query + 1))
+// Responses are immutable values: the constant one is built once.
+const hello = HttpServerResponse.text("Hello, World!")
+const notFound = HttpServerResponse.text("Not Found", { status: 404 })
+
+const route = (
+  request: HttpServerRequest
+): Effect.Effect<HttpServerResponse.HttpServerResponse, EchoFailure | HttpServerError | HttpBodyError> => {
+  const url = request.url
+  const query = url.indexOf("?")
+  const path = query === -1 ? url : url.slice(0, query)
+  const params = () => new URLSearchParams(query === -1 ? "" : url.slice(query + 1))
   const method = request.method
   switch (path) {
     case "/":
-      if (method !== "GET" && method !== "HEAD") break
-      return HttpServerResponse.text("Hello, World!")
-    case "/echo": {
-      if (method !== "POST") break
-      const body = yield* request.arrayBuffer
-      return HttpServerResponse.uint8Array(new Uint8Array(body), {
-        contentType: request.headers["content-type"] ?? "application/octet-stream"
-      })
-    }
-    case "/inspect": {
-      const body = yield* request.arrayBuffer
-      return yield* HttpServerResponse.json({
-        method,
-        url: request.url,
-        headers: rawHeaders(request),
-        body: Buffer.from(body).toString("base64")
-      })
-    }
+      return method === "GET" || method === "HEAD" ? Effect.succeed(hello) : Effect.succeed(notFound)
+    case "/echo":
+      if (method !== "POST") return Effect.succeed(notFound)
+      return Effect.map(request.arrayBuffer, (body) =>
+        HttpServerResponse.uint8Array(new Uint8Array(body), {
+          contentType: request.headers["content-type"] ?? "application/octet-stream"
+        })
+      )
+    case "/inspect":
+      return Effect.flatMap(request.arrayBuffer, (body) =>
+        HttpServerResponse.json({
+          method,
+          url,
+          headers: rawHeaders(request),
+          body: Buffer.from(body).toString("base64")
+        })
+      )
     case "/stream": {
-      const chunks = intParam(params, "chunks", 1_000_000)
-      const size = intParam(params, "size", 1024 * 1024)
-      if (chunks === undefined || size === undefined) return badRequest("chunks and size must be integers")
+      if (method !== "GET" && method !== "HEAD") return Effect.succeed(notFound)
+      const chunks = intParam(params(), "chunks", 1_000_000)
+      const size = intParam(params(), "size", 1024 * 1024)
+      if (chunks === undefined || size === undefined)
+        return Effect.succeed(badRequest("chunks and size must be integers"))
       const chunk = filler(size)
-      return HttpServerResponse.stream(Stream.range(1, chunks).pipe(Stream.map(() => chunk)), {
-        contentType: "application/octet-stream"
-      })
+      return Effect.succeed(
+        HttpServerResponse.stream(Stream.range(1, chunks).pipe(Stream.map(() => chunk)), {
+          contentType: "application/octet-stream"
+        })
+      )
     }
     case "/bytes": {
-      const n = intParam(params, "n", 1024 * 1024 * 1024)
-      if (n === undefined) return badRequest("n must be an integer")
-      return HttpServerResponse.uint8Array(filler(n), { contentType: "application/octet-stream" })
+      if (method !== "GET" && method !== "HEAD") return Effect.succeed(notFound)
+      const n = intParam(params(), "n", 1024 * 1024 * 1024)
+      if (n === undefined) return Effect.succeed(badRequest("n must be an integer"))
+      return Effect.succeed(HttpServerResponse.uint8Array(filler(n), { contentType: "application/octet-stream" }))
     }
     case "/sleep": {
-      const ms = intParam(params, "ms", 3_600_000)
-      if (ms === undefined) return badRequest("ms must be an integer")
+      if (method !== "GET" && method !== "HEAD") return Effect.succeed(notFound)
+      const ms = intParam(params(), "ms", 3_600_000)
+      if (ms === undefined) return Effect.succeed(badRequest("ms must be an integer"))
       // interruptible, so a client that disconnects stops the wait
-      yield* Effect.interruptible(Effect.sleep(ms))
-      return HttpServerResponse.text("slept")
+      return Effect.as(Effect.interruptible(Effect.sleep(ms)), HttpServerResponse.text("slept"))
     }
     case "/fail":
-      return yield* new EchoFailure({ reason: "the /fail route always fails" })
+      return Effect.fail(new EchoFailure({ reason: "the /fail route always fails" }))
   }
-  return HttpServerResponse.text("Not Found", { status: 404 })
-})
+  return Effect.succeed(notFound)
+}
+
+const app = Effect.flatMap(HttpServerRequest, route)
 
 export default app
 

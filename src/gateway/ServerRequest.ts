@@ -64,14 +64,20 @@ export const headersFromRaw = (raw: ReadonlyArray<string>, authority: string | u
 const textDecoder = new TextDecoder()
 const formDecoder = new TextDecoder("utf-8", { ignoreBOM: true })
 
+/** One exact-size ArrayBuffer of the chunks (they are views into larger read buffers). */
 const concat = (chunks: ReadonlyArray<Uint8Array>, total: number): ArrayBuffer => {
-  const out = new Uint8Array(total)
+  if (chunks.length === 1) {
+    const only = chunks[0]
+    return only.buffer.slice(only.byteOffset, only.byteOffset + only.byteLength) as ArrayBuffer
+  }
+  // Not zero-filled: every byte is written below.
+  const out = Buffer.allocUnsafeSlow(total)
   let offset = 0
   for (const chunk of chunks) {
     out.set(chunk, offset)
     offset += chunk.length
   }
-  return out.buffer
+  return out.buffer as ArrayBuffer
 }
 
 /** State shared by a request and the views `modify` makes of it. */

@@ -75,21 +75,26 @@ export const reasonPhrases: Readonly<Record<number, string>> = {
 export const reasonPhrase = (status: number, statusText: string | undefined): string =>
   statusText ?? reasonPhrases[status] ?? ""
 
-let cachedSecond = -1
 let cachedDate = ""
+let dateTimer: ReturnType<typeof setTimeout> | undefined
+
+/** Reformats the date now and again at the start of the next second. */
+const refreshDate = (): void => {
+  const now = Date.now()
+  cachedDate = new Date(now).toUTCString()
+  dateTimer = setTimeout(refreshDate, 1000 - (now % 1000))
+  // The timer must never keep the process alive.
+  dateTimer.unref()
+}
 
 /**
- * The current time as an IMF-fixdate (RFC 9110 §5.6.7), formatted at most once per second.
+ * The current time as an IMF-fixdate (RFC 9110 §5.6.7). It is formatted once per second, by a
+ * timer aligned to the second, so a response costs no clock read or formatting.
  *
  * @since 0.1.0
  */
 export const httpDate = (): string => {
-  const now = Date.now()
-  const second = Math.floor(now / 1000)
-  if (second !== cachedSecond) {
-    cachedSecond = second
-    cachedDate = new Date(now).toUTCString()
-  }
+  if (dateTimer === undefined) refreshDate()
   return cachedDate
 }
 
@@ -136,6 +141,9 @@ const managed = new Set(["content-length", "transfer-encoding", "connection", "k
 
 const validNames = new Set<string>()
 
+/** Status lines for the standard reason phrases, built on first use. */
+const statusLines: Array<string | undefined> = []
+
 /** RFC 9110 §5.1: a field name is a token. Valid names are remembered (bounded). */
 const isValidName = (name: string): boolean => {
   if (validNames.has(name)) return true
@@ -172,10 +180,16 @@ export const encodeHead = (h: ResponseHead): EncodedHead | string => {
   const status = h.status
   // RFC 9110 §15: a final status is a three-digit code from 200 to 599; 1xx are interim only.
   if (!Number.isInteger(status) || status < 200 || status > 599) return `invalid response status: ${status}`
-  const reason = reasonPhrase(status, h.statusText)
-  let max = valueMax(reason)
-  if (max === -1) return "invalid status text"
-  let head = `HTTP/1.1 ${status} ${reason}\r\n`
+  let max = 0
+  let head: string
+  if (h.statusText === undefined) {
+    head = statusLines[status] ??= `HTTP/1.1 ${status} ${reasonPhrase(status, undefined)}\r\n`
+  } else {
+    max = valueMax(h.statusText)
+    // RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
+    if (max === -1) return "invalid status text"
+    head = `HTTP/1.1 ${status} ${h.statusText}\r\n`
+  }
   let sawDate = false
   let sawServer = false
   const headers = h.headers

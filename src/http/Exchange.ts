@@ -44,8 +44,11 @@ const LENGTH = 1
 const CHUNKED = 2
 const UNTIL_CLOSE = 3
 
-/** Bodies up to this size are copied behind their head so both go out in one write. */
-const coalesceLimit = 16 * 1024
+/**
+ * A head and body up to this size are copied into one buffer, which Node takes from its shared
+ * pool; larger ones go out together with writev instead, as a fresh buffer costs more than the copy.
+ */
+const coalesceLimit = Buffer.poolSize >>> 1
 
 /**
  * @since 0.1.0
@@ -176,7 +179,7 @@ export class Exchange implements RequestSource, ResponseTarget, BodySource {
     } else {
       const bytes = typeof body === "string" ? Buffer.from(body) : body
       const headLength = encoded.head.length
-      if (bytes.length <= coalesceLimit) {
+      if (headLength + bytes.length < coalesceLimit) {
         const out = Buffer.allocUnsafe(headLength + bytes.length)
         out.write(encoded.head, 0, "latin1")
         out.set(bytes, headLength)
@@ -213,7 +216,7 @@ export class Exchange implements RequestSource, ResponseTarget, BodySource {
     switch (this.framing) {
       case CHUNKED: {
         const header = chunkHeader(chunk.length)
-        if (chunk.length > coalesceLimit) return this.host.writeAll([header, chunk, "\r\n"])
+        if (header.length + chunk.length + 2 >= coalesceLimit) return this.host.writeAll([header, chunk, "\r\n"])
         const out = Buffer.allocUnsafe(header.length + chunk.length + 2)
         out.write(header, 0, "latin1")
         out.set(chunk, header.length)

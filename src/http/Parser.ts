@@ -11,6 +11,7 @@
  */
 import { CR, FIELD_VALUE, HEX, HTAB, IP_LITERAL, LF, REG_NAME, SP, TARGET, TCHAR } from "./chars.ts"
 import { HttpProtocolError, type ProtocolStatus } from "./HttpProtocolError.ts"
+import * as intern from "./intern.ts"
 
 /**
  * Size and count limits enforced while parsing.
@@ -331,12 +332,12 @@ export class RequestParser {
     while (i < end && TCHAR[buf[i]] === 1) i++
     // RFC 9110 §9.1: the method is a case-sensitive token.
     if (i === start || i >= end || buf[i] !== SP) return this.failWith(400, "invalid method")
-    this.method = buf.toString("latin1", start, i)
+    this.method = intern.method(buf, start, i)
     const targetStart = ++i
     while (i < end && TARGET[buf[i]] === 1) i++
     // RFC 9112 §3.2: a request-target with invalid characters gets 400.
     if (i === targetStart || i >= end || buf[i] !== SP) return this.failWith(400, "invalid request-target")
-    this.target = buf.toString("latin1", targetStart, i)
+    this.target = intern.latin1(buf, targetStart, i)
     i++
     // RFC 9112 §2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive.
     if (
@@ -387,8 +388,8 @@ export class RequestParser {
       if (FIELD_VALUE[buf[j]] === 0) return this.failWith(400, "invalid character in field value")
     }
     if (!special) return undefined
-    const name = buf.toString("latin1", start, nameEnd)
-    const value = buf.toString("latin1", i, valueEnd)
+    const name = intern.fieldName(buf, start, nameEnd)
+    const value = intern.latin1(buf, i, valueEnd)
     ;(this.raw ??= []).push(name, value)
     switch (nameEnd - start) {
       case 4:
@@ -473,13 +474,15 @@ export class RequestParser {
     } else if (this.contentLength !== undefined) {
       // RFC 9110 §8.6 / RFC 9112 §6.3 (5): Content-Length = 1*DIGIT; identical duplicates (lines
       // or list members) may be merged, anything else is an unrecoverable framing error.
-      const values = listElements(this.contentLength, true)
+      const declared = this.contentLength
+      // The usual case, one line of plain digits, needs no list splitting.
+      const values = declared.length === 1 && isDigits(declared[0]) ? declared : listElements(declared, true)
       const first = values[0]
       if (first === undefined || !isDigits(first)) return this.failWith(400, "invalid Content-Length")
       for (let i = 1; i < values.length; i++) {
         if (values[i] !== first) return this.failWith(400, "conflicting Content-Length values")
       }
-      const trimmed = first.replace(/^0+(?=\d)/, "")
+      const trimmed = first.length > 1 && first.charCodeAt(0) === 0x30 ? first.replace(/^0+(?=\d)/, "") : first
       // More digits than the largest safe integer has are over any body limit.
       contentLength = trimmed.length > 15 ? Number.POSITIVE_INFINITY : Number(trimmed)
       if (contentLength > this.limits.maxBodySize) {

@@ -1,0 +1,85 @@
+/**
+ * Decoding of the short strings a request head is made of. Common methods and field names are
+ * recognised byte for byte and returned as shared constants, so the hot path allocates no string
+ * for them; anything else is decoded as Latin-1 (RFC 9110 §5.5: field values are octets).
+ *
+ * @since 0.1.0
+ */
+
+interface Latin1Buffer extends Buffer {
+  /** Node's internal fast path behind `toString("latin1", start, end)`, without argument checks. */
+  latin1Slice(start: number, end: number): string
+}
+
+/**
+ * Decodes `buf[start, end)` as Latin-1.
+ *
+ * @since 0.1.0
+ */
+export const latin1 = (buf: Buffer, start: number, end: number): string => (buf as Latin1Buffer).latin1Slice(start, end)
+
+const table = (words: ReadonlyArray<string>): ReadonlyArray<ReadonlyArray<string> | undefined> => {
+  const byLength: Array<Array<string> | undefined> = []
+  for (const word of words) (byLength[word.length] ??= []).push(word)
+  return byLength
+}
+
+const lookup = (
+  byLength: ReadonlyArray<ReadonlyArray<string> | undefined>,
+  buf: Buffer,
+  start: number,
+  end: number
+): string => {
+  const candidates = byLength[end - start]
+  if (candidates !== undefined) {
+    outer: for (const word of candidates) {
+      for (let i = 0; i < word.length; i++) {
+        if (buf[start + i] !== word.charCodeAt(i)) continue outer
+      }
+      return word
+    }
+  }
+  return latin1(buf, start, end)
+}
+
+const methods = table(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"])
+
+const fieldNames = table(
+  [
+    "Host",
+    "User-Agent",
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Connection",
+    "Content-Length",
+    "Content-Type",
+    "Cookie",
+    "Authorization",
+    "Cache-Control",
+    "Origin",
+    "Referer",
+    "Transfer-Encoding",
+    "Expect",
+    "If-None-Match",
+    "If-Modified-Since",
+    "Upgrade-Insecure-Requests",
+    "X-Forwarded-For",
+    "X-Forwarded-Proto",
+    "X-Request-Id"
+  ].flatMap((name) => [name, name.toLowerCase()])
+)
+
+/**
+ * A request method, shared for the standard ones.
+ *
+ * @since 0.1.0
+ */
+export const method = (buf: Buffer, start: number, end: number): string => lookup(methods, buf, start, end)
+
+/**
+ * A field name, shared for common ones in their usual and lowercase spellings.
+ *
+ * @since 0.1.0
+ */
+export const fieldName = (buf: Buffer, start: number, end: number): string => lookup(fieldNames, buf, start, end)
