@@ -80,7 +80,8 @@ export class Http1Connection implements ExchangeHost {
   readonly remoteAddress: string | undefined
   /** Created when bytes arrive, dropped while the connection is idle (it is the bulk of an idle connection). */
   private parser: RequestParser | undefined
-  private readonly onClosed: (done: Effect.Effect<void>) => void
+  private readonly onClosed: (connection: Http1Connection) => void
+  private resumeLifetime: ((done: Effect.Effect<void>) => void) | undefined
   private current: Exchange | undefined
   private batch: Array<string | Uint8Array> | undefined
   private batchBytes = 0
@@ -99,7 +100,7 @@ export class Http1Connection implements ExchangeHost {
     socket: Net.Socket,
     config: ConnectionConfig,
     runner: RequestRunner,
-    onClosed: (done: Effect.Effect<void>) => void
+    onClosed: (connection: Http1Connection) => void
   ) {
     this.socket = socket
     this.config = config
@@ -116,6 +117,18 @@ export class Http1Connection implements ExchangeHost {
   }
   get maxDrainSize(): number {
     return this.config.maxDrainSize
+  }
+
+  /**
+   * The connection as an Effect, to run as its fiber: it starts serving and completes when the
+   * socket has closed. Stopping it is `stop`, which the server runs for every live connection.
+   */
+  get lifetime(): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (this.closed) return resume(Effect.void)
+      this.resumeLifetime = resume
+      this.start()
+    })
   }
 
   start(): void {
@@ -185,7 +198,8 @@ export class Http1Connection implements ExchangeHost {
       if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe(undefined, ClientAbort.annotation)
     }
     this.onDrain()
-    this.onClosed(Effect.void)
+    this.onClosed(this)
+    this.resumeLifetime?.(Effect.void)
   }
 
   // ExchangeHost
@@ -326,8 +340,22 @@ export class Http1Connection implements ExchangeHost {
       socket.write(batch[0])
       return
     }
+    // Adjacent strings (heads with text bodies: pipelined responses) are joined, so a batch is
+    // one encode and one system call rather than a writev of many small pieces.
     socket.cork()
-    for (const part of batch) socket.write(part)
+    let text = ""
+    for (const part of batch) {
+      if (typeof part === "string") {
+        text += part
+        continue
+      }
+      if (text !== "") {
+        socket.write(text)
+        text = ""
+      }
+      socket.write(part)
+    }
+    if (text !== "") socket.write(text)
     socket.uncork()
   }
 

@@ -43,14 +43,6 @@ const connectionConfig = (config: Http1ServerConfig): ConnectionConfig => ({
   protocol: "http"
 })
 
-/** One connection as a fiber: it ends when the socket closes; interrupting it closes the socket. */
-const connection = (socket: Net.Socket, config: ConnectionConfig, runner: RequestRunner): Effect.Effect<void> =>
-  Effect.callback<void>((resume) => {
-    const conn = new Http1Connection(socket, config, runner, resume)
-    conn.start()
-    return conn.stop
-  })
-
 const makeRunner = (
   handled: Effect.Effect<void, never, HttpServerRequest>,
   services: Context.Context<never>
@@ -113,10 +105,22 @@ export const make = Effect.fnUntraced(function* (options: Http1ServerOptionsInpu
     serve: Effect.fnUntraced(function* (app, middleware) {
       const services = yield* Effect.context<never>()
       const runner = makeRunner(Gateway.toHandled(app, middleware), services)
+      // Each connection runs as a fiber in this set. The live connections are also kept here so
+      // that closing the serve scope stops them all (interrupting requests in progress, closing
+      // sockets) before the set's own finalizer interrupts what remains.
       const connections = yield* FiberSet.make<void>()
+      const live = new Set<Http1Connection>()
+      yield* Effect.addFinalizer(() =>
+        Effect.forEach(live, (conn) => conn.stop, { concurrency: "unbounded", discard: true })
+      )
       const runFork = yield* FiberSet.runtime(connections)<never>()
+      const forget = (conn: Http1Connection) => {
+        live.delete(conn)
+      }
       const onConnection = (socket: Net.Socket) => {
-        runFork(connection(socket, connConfig, runner))
+        const conn = new Http1Connection(socket, connConfig, runner, forget)
+        live.add(conn)
+        runFork(conn.lifetime)
       }
       // The accept loop: a fiber supervised by the serve scope that owns the listener's
       // connection handler while it runs.
