@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Effect, Option, type Schema, Stream } from "effect"
+import { Cause, Effect, type Exit, Option, type Schema, Stream } from "effect"
 import type * as FileSystem from "effect/FileSystem"
 import * as Cookies from "effect/http/Cookies"
 import * as Headers from "effect/http/Headers"
@@ -78,6 +78,34 @@ const concat = (chunks: ReadonlyArray<Uint8Array>, total: number): ArrayBuffer =
     offset += chunk.length
   }
   return out.buffer as ArrayBuffer
+}
+
+/**
+ * Runs `self` at most once; later and concurrent runs get its result. (The body can be read only
+ * once, so `arrayBuffer`, `text` and `json` share one read.) Cheaper than `Effect.cached`, which
+ * needs a fiber of its own to set up.
+ */
+const once = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+  let result: Exit.Exit<A, E> | undefined
+  let waiting: Array<(exit: Exit.Exit<A, E>) => void> | undefined
+  return Effect.suspend(() => {
+    if (result !== undefined) return result
+    if (waiting !== undefined) {
+      const queue = waiting
+      return Effect.callback<A, E>((resume) => {
+        queue.push(resume)
+      })
+    }
+    const queue: Array<(exit: Exit.Exit<A, E>) => void> = []
+    waiting = queue
+    return Effect.onExit(self, (exit) =>
+      Effect.sync(() => {
+        result = exit
+        waiting = undefined
+        for (const resume of queue) resume(exit)
+      })
+    )
+  })
 }
 
 /** State shared by a request and the views `modify` makes of it. */
@@ -228,7 +256,7 @@ export class ServerRequest extends Inspectable.Class implements Request.HttpServ
       )
       return loop
     })
-    shared.arrayBuffer = Effect.runSync(Effect.cached(read))
+    shared.arrayBuffer = once(read)
     return shared.arrayBuffer
   }
 
@@ -262,7 +290,7 @@ export class ServerRequest extends Inspectable.Class implements Request.HttpServ
   > {
     const shared = this.shared
     if (shared.multipart !== undefined) return shared.multipart
-    shared.multipart = Effect.runSync(Effect.cached(Multipart.toPersisted(this.multipartStream)))
+    shared.multipart = once(Multipart.toPersisted(this.multipartStream))
     return shared.multipart
   }
 

@@ -247,8 +247,10 @@ export class Http1Connection implements ExchangeHost {
   }
 
   abort(): void {
+    if (this.closed) return
     this.flush()
     this.closed = true
+    // A reset, not a FIN: for a close-delimited body a FIN would mark the partial body complete.
     this.socket.resetAndDestroy()
   }
 
