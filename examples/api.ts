@@ -8,7 +8,7 @@
  *   node examples/api.ts                      # serves on 127.0.0.1:8080 (PORT to change it)
  *   effect-appserver serve examples/api.ts    # the default export is the routes layer
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect, Layer, Schema } from "effect"
 import * as HttpRouter from "effect/http/HttpRouter"
 import { HttpApi, HttpApiBuilder, HttpApiClient, HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "effect/http-api"

@@ -10,7 +10,7 @@
  *   GET  /sleep?ms=N             waits N ms, then 200 "slept"
  *   GET  /fail                   the handler fails with a typed error: 500
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Data, Effect, Layer, Stream } from "effect"
 import type { HttpBodyError } from "effect/http/HttpBody"
 import * as HttpServer from "effect/http/HttpServer"

@@ -4,7 +4,7 @@
  *   node examples/hello.ts                      # serves on 127.0.0.1:8080 (PORT to change it)
  *   effect-appserver serve examples/hello.ts    # or let the command line serve the default export
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect, Layer } from "effect"
 import * as HttpServer from "effect/http/HttpServer"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"

@@ -9,7 +9,7 @@
  *   node examples/router.ts                      # serves on 127.0.0.1:8080 (PORT to change it)
  *   effect-appserver serve examples/router.ts    # the default export is the routes layer
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect, Layer, Schema } from "effect"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"

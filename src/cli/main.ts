@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Result, Schema } from "effect"
 import { Http1ServerOptions } from "../options.ts"
 import { flagName, flagsOf, parseArgs } from "./args.ts"

@@ -58,9 +58,6 @@ interface ConnectionSocket extends Net.Socket {
 function onSocketData(this: ConnectionSocket, chunk: Buffer): void {
   this[connectionKey].onData(chunk)
 }
-function onSocketEnd(this: ConnectionSocket): void {
-  this[connectionKey].onEnd()
-}
 function onSocketDrain(this: ConnectionSocket): void {
   this[connectionKey].onDrain()
 }
@@ -77,7 +74,6 @@ export class Http1Connection implements ExchangeHost {
   readonly socket: Net.Socket
   readonly config: ConnectionConfig
   readonly runner: RequestRunner
-  readonly remoteAddress: string | undefined
   /** Created when bytes arrive, dropped while the connection is idle (it is the bulk of an idle connection). */
   private parser: RequestParser | undefined
   private readonly onClosed: (connection: Http1Connection) => void
@@ -88,7 +84,6 @@ export class Http1Connection implements ExchangeHost {
   private processing = false
   private rerun = false
   private readPaused = false
-  private readEnded = false
   private waitingForDrain = false
   private drainWaiters: Array<() => void> | undefined
   private drainListening = false
@@ -105,8 +100,12 @@ export class Http1Connection implements ExchangeHost {
     this.socket = socket
     this.config = config
     this.runner = runner
-    this.remoteAddress = socket.remoteAddress
     this.onClosed = onClosed
+  }
+
+  /** Read when a request asks, so idle connections do not hold Node's peer-name record. */
+  get remoteAddress(): string | undefined {
+    return this.socket.remoteAddress
   }
 
   get protocol(): "http" | "https" {
@@ -137,7 +136,6 @@ export class Http1Connection implements ExchangeHost {
     // keep-alive connection then costs no closures of its own.
     socket[connectionKey] = this
     socket.on("data", onSocketData)
-    socket.on("end", onSocketEnd)
     // 'close' always follows 'error'; the error itself needs no handling beyond closing.
     socket.on("error", ignore)
     socket.on("close", onSocketClose)
@@ -147,25 +145,6 @@ export class Http1Connection implements ExchangeHost {
   onData(chunk: Buffer): void {
     if (this.ending) return // lingering close: discard what the client still sends
     ;(this.parser ??= new RequestParser(this.config.limits)).push(chunk)
-    this.process()
-  }
-
-  /**
-   * The client sent FIN. As in Node's and Go's servers, a client that stops sending has gone
-   * away: an exchange in progress is interrupted like on a disconnect, and no further request
-   * is taken; the connection closes once what was written is flushed.
-   */
-  onEnd(): void {
-    this.readEnded = true
-    this.closing = true
-    const exchange = this.current
-    if (exchange !== undefined) {
-      if (!exchange.bodyDone) {
-        exchange.body.abort()
-        exchange.bodyDone = true
-      }
-      if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe(undefined, ClientAbort.annotation)
-    }
     this.process()
   }
 
@@ -398,7 +377,6 @@ export class Http1Connection implements ExchangeHost {
       }
       const parser = this.parser
       if (parser === undefined) {
-        if (this.readEnded) this.end()
         return
       }
       const event = parser.next()
@@ -407,7 +385,6 @@ export class Http1Connection implements ExchangeHost {
           this.begin(event)
           continue
         case "NeedData":
-          if (this.readEnded) this.end()
           return
         case "HttpProtocolError":
           this.reject(event)

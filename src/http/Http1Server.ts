@@ -83,7 +83,10 @@ const makeRunner = (
  */
 export const make = Effect.fnUntraced(function* (options: Http1ServerOptionsInput) {
   const config = yield* decodeOptions(Http1ServerOptions, options)
-  const server = Net.createServer({ noDelay: config.noDelay, pauseOnConnect: true, allowHalfOpen: true })
+  // allowHalfOpen false: as in Node's and Go's servers, a client that sends FIN has gone away.
+  // Node then ends our side after what was written, the socket closes, and a request in
+  // progress is interrupted like on a disconnect.
+  const server = Net.createServer({ noDelay: config.noDelay, pauseOnConnect: true, allowHalfOpen: false })
   let accept: ((socket: Net.Socket) => void) | undefined
   const waiting = new Set<Net.Socket>()
   server.on("connection", (socket: Net.Socket) => {
