@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import type { ResponseInit } from "../gateway/ResponseTarget.ts"
 import { TCHAR } from "./chars.ts"
 
 /**
@@ -99,29 +100,6 @@ export const httpDate = (): string => {
 }
 
 /**
- * The response head fields the encoder needs.
- *
- * @since 0.1.0
- * @category models
- */
-export interface ResponseHead {
-  readonly status: number
-  readonly statusText: string | undefined
-  /** Lowercase names to values, as in Effect's `Headers`. */
-  readonly headers: Readonly<Record<string, string>>
-  readonly setCookies: ReadonlyArray<string> | undefined
-  /** Content-Length to send, or -1 for none. */
-  readonly contentLength: number
-  readonly chunked: boolean
-  /** Send `Connection: close`. */
-  readonly close: boolean
-  /** Send `Connection: keep-alive` (an HTTP/1.0 client that asked to persist). */
-  readonly keepAlive: boolean
-  /** The Server header value; empty for none. */
-  readonly server: string
-}
-
-/**
  * An encoded head: `latin1` tells whether it holds characters above 0x7f, which must be sent
  * as single bytes rather than UTF-8.
  *
@@ -176,7 +154,17 @@ const valueMax = (value: string): number => {
  *
  * @since 0.1.0
  */
-export const encodeHead = (h: ResponseHead): EncodedHead | string => {
+export const encodeHead = (
+  h: ResponseInit,
+  /** Send Transfer-Encoding: chunked (when `h.contentLength` is -1). */
+  chunked: boolean,
+  /** Send Connection: close. */
+  close: boolean,
+  /** Send Connection: keep-alive (an HTTP/1.0 client that asked to persist). */
+  keepAlive: boolean,
+  /** The Server header value; empty for none. */
+  server: string
+): EncodedHead | string => {
   const status = h.status
   // RFC 9110 §15: a final status is a three-digit code from 200 to 599; 1xx are interim only.
   if (!Number.isInteger(status) || status < 200 || status > 599) return `invalid response status: ${status}`
@@ -213,11 +201,11 @@ export const encodeHead = (h: ResponseHead): EncodedHead | string => {
     }
   }
   if (h.contentLength >= 0) head += `content-length: ${h.contentLength}\r\n`
-  else if (h.chunked) head += "transfer-encoding: chunked\r\n"
-  if (h.close) head += "connection: close\r\n"
-  else if (h.keepAlive) head += "connection: keep-alive\r\n"
+  else if (chunked) head += "transfer-encoding: chunked\r\n"
+  if (close) head += "connection: close\r\n"
+  else if (keepAlive) head += "connection: keep-alive\r\n"
   if (!sawDate) head += `date: ${httpDate()}\r\n`
-  if (!sawServer && h.server !== "") head += `server: ${h.server}\r\n`
+  if (!sawServer && server !== "") head += `server: ${server}\r\n`
   return { head: `${head}\r\n`, latin1: max > 0x7f }
 }
 

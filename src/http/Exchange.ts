@@ -143,17 +143,7 @@ export class Exchange implements RequestSource, ResponseTarget, BodySource {
   }
 
   private encode(init: ResponseInit, chunked: boolean, close: boolean) {
-    return encodeHead({
-      status: init.status,
-      statusText: init.statusText,
-      headers: init.headers,
-      setCookies: init.setCookies,
-      contentLength: init.contentLength,
-      chunked,
-      close,
-      keepAlive: !close && this.head.versionMinor === 0,
-      server: this.host.serverName
-    })
+    return encodeHead(init, chunked, close, !close && this.head.versionMinor === 0, this.host.serverName)
   }
 
   private sendHead(status: number, close: boolean): void {
