@@ -31,7 +31,85 @@ export const ListenFields = {
   ),
   port: field(int(0, 65535), 8080, "TCP port; 0 picks a free ephemeral port (see the server's address)."),
   backlog: field(int(1, 65535), 511, "Length of the queue of connections not yet accepted (listen(2) backlog)."),
-  ipv6Only: field(Schema.Boolean, false, 'With host "::", accept IPv6 only instead of both address families.')
+  ipv6Only: field(Schema.Boolean, false, 'With host "::", accept IPv6 only instead of both address families.'),
+  path: Schema.optionalKey(
+    Schema.String.check(Schema.isNonEmpty()).annotate({
+      description: "Listen on this unix socket path instead of TCP; a stale socket file is replaced."
+    })
+  ),
+  socketMode: Schema.optionalKey(
+    int(0, 0o777).annotate({ description: "File mode of the unix socket, e.g. 0o660 (octal 660 on the command line)." })
+  ),
+  fd: Schema.optionalKey(
+    int(0, 65535).annotate({ description: "Serve on this inherited, already listening socket descriptor." })
+  ),
+  systemd: field(Schema.Boolean, false, "Serve on the socket systemd passes (LISTEN_FDS/LISTEN_PID socket activation).")
+} as const
+
+/** Seconds, 0 for none. */
+const seconds = Schema.Number.check(Schema.isFinite(), Schema.isGreaterThanOrEqualTo(0))
+
+/**
+ * A TLS certificate and key, PEM-encoded.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const TlsOptions = Schema.Struct({
+  /** The private key (PEM). */
+  key: Schema.String.check(Schema.isNonEmpty()),
+  /** The certificate chain (PEM). */
+  cert: Schema.String.check(Schema.isNonEmpty()),
+  /** CA certificates (PEM) that client certificates are checked against. */
+  ca: Schema.optionalKey(Schema.String),
+  /** Passphrase of an encrypted key. */
+  passphrase: Schema.optionalKey(Schema.String),
+  /** Ask clients for a certificate; its details are visible to the app. */
+  requestCert: Schema.optionalKey(Schema.Boolean),
+  /** With requestCert: refuse clients whose certificate does not verify against `ca`. */
+  rejectUnauthorized: Schema.optionalKey(Schema.Boolean)
+})
+
+/**
+ * Timeouts, connection limits, shutdown and logging (shared by every server).
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const OperationFields = {
+  headersTimeout: field(
+    seconds,
+    30,
+    "Seconds for a request head to arrive once it starts (and for the first one on a new connection): 408 and close beyond it."
+  ),
+  requestTimeout: field(
+    seconds,
+    300,
+    "Seconds for a request body to arrive once its head is in: 408 (or close, if the response began) beyond it."
+  ),
+  keepAliveTimeout: field(seconds, 5, "Seconds an idle keep-alive connection is kept before it is closed."),
+  handshakeTimeout: field(seconds, 10, "Seconds for a TLS handshake."),
+  shutdownTimeout: field(
+    seconds,
+    30,
+    "Seconds requests in progress get to finish when the server stops, before they are interrupted."
+  ),
+  maxConnections: field(
+    int(0, 10_000_000),
+    0,
+    "Open connections beyond which a new one is answered 503 and closed; 0 for no limit."
+  ),
+  maxConcurrentRequests: field(
+    int(0, 10_000_000),
+    0,
+    "Requests run by the app at once; more wait up to requestQueueTimeout, then get 503. 0 for no limit."
+  ),
+  requestQueueTimeout: field(seconds, 10, "Seconds a request waits for a slot under maxConcurrentRequests."),
+  accessLog: field(
+    Schema.Literals(["off", "common", "combined", "json"]),
+    "off",
+    "One log line per request through Effect's Logger: Common or Combined Log Format, or JSON."
+  )
 } as const
 
 /**
@@ -42,6 +120,8 @@ export const ListenFields = {
  */
 export const Http1ServerOptions = Schema.Struct({
   ...ListenFields,
+  ...OperationFields,
+  tls: Schema.optionalKey(TlsOptions.annotate({ description: "Serve HTTPS with this certificate and key." })),
   noDelay: field(Schema.Boolean, true, "Disable Nagle's algorithm (TCP_NODELAY) so responses go out at once."),
   maxRequestLineSize: field(int(64, MiB), 8 * KiB, "Longest request line in bytes (414 beyond it)."),
   maxHeaderSize: field(

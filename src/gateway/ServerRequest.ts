@@ -18,6 +18,7 @@ import type * as Path from "effect/Path"
 import type * as Scope from "effect/Scope"
 import type * as Socket from "effect/socket/Socket"
 import { MaxSizeExceeded } from "../errors.ts"
+import type { TlsInfo } from "../listen/Tls.ts"
 import type { BodyFailure, BodyReader } from "./BodyReader.ts"
 import type { ResponseTarget } from "./ResponseTarget.ts"
 
@@ -38,6 +39,8 @@ export interface RequestSource {
   readonly authority: string | undefined
   readonly remoteAddress: string | undefined
   readonly protocol: "http" | "https"
+  /** The TLS session, on HTTPS connections. */
+  readonly tls: TlsInfo | undefined
   readonly body: BodyReader
   readonly response: ResponseTarget
 }

@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
+import type { TlsInfo } from "../listen/Tls.ts"
 
 const hasRawHeaders = (source: unknown): source is { readonly rawHeaders: ReadonlyArray<string> } =>
   typeof source === "object" && source !== null && "rawHeaders" in source && Array.isArray(source.rawHeaders)
@@ -26,4 +27,19 @@ export const rawHeaders = (request: HttpServerRequest): Array<readonly [string, 
     return out
   }
   return Object.entries(request.headers)
+}
+
+/**
+ * The TLS session of a request received over HTTPS by this package's servers: protocol, cipher,
+ * ALPN, and the client certificate when one was asked for. Undefined for plain HTTP and for
+ * requests from other servers.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const tlsInfo = (request: HttpServerRequest): TlsInfo | undefined => {
+  const source = request.source
+  return typeof source === "object" && source !== null && "tls" in source
+    ? (source.tls as TlsInfo | undefined)
+    : undefined
 }

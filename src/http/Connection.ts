@@ -7,12 +7,16 @@
  */
 
 import type * as Net from "node:net"
+import * as NodeTls from "node:tls"
 import { Effect, type Exit, type Fiber } from "effect"
 import { ClientAbort } from "effect/http/HttpServerError"
 import type { ServerRequest } from "../gateway/ServerRequest.ts"
+import { type TlsInfo, tlsInfoOf } from "../listen/Tls.ts"
+import type { ServerStats } from "../stats/ServerStats.ts"
+import type { Admission, Waiter } from "./Admission.ts"
 import { simpleResponse } from "./Encoder.ts"
 import { Exchange, type ExchangeHost } from "./Exchange.ts"
-import type { HttpProtocolError } from "./HttpProtocolError.ts"
+import { HttpProtocolError } from "./HttpProtocolError.ts"
 import { type ParserLimits, type RequestHead, RequestParser } from "./Parser.ts"
 
 /**
@@ -32,7 +36,7 @@ export interface RequestRunner {
 }
 
 /**
- * Connection settings.
+ * Connection settings. Timeouts are in milliseconds, 0 for none.
  *
  * @since 0.1.0
  * @category models
@@ -42,7 +46,32 @@ export interface ConnectionConfig {
   readonly maxDrainSize: number
   readonly serverName: string
   readonly protocol: "http" | "https"
+  readonly headersTimeout: number
+  readonly requestTimeout: number
+  readonly keepAliveTimeout: number
 }
+
+/**
+ * What the connections of one served app share.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConnectionServer {
+  readonly config: ConnectionConfig
+  readonly runner: RequestRunner
+  readonly stats: ServerStats
+  /** Present when maxConcurrentRequests limits the app. */
+  readonly admission: Admission | undefined
+  /** A closed connection leaves the server's live set. */
+  readonly forget: (connection: Http1Connection) => void
+}
+
+// What a connection's deadline is for.
+const NO_DEADLINE = 0
+const HEADERS = 1
+const BODY = 2
+const IDLE = 3
 
 /** Output buffered before the connection stops taking new requests from a pipelining client. */
 const writeHighWater = 256 * 1024
@@ -72,13 +101,14 @@ const ignore = (): void => {}
  */
 export class Http1Connection implements ExchangeHost {
   readonly socket: Net.Socket
+  readonly server: ConnectionServer
   readonly config: ConnectionConfig
-  readonly runner: RequestRunner
   /** Created when bytes arrive, dropped while the connection is idle (it is the bulk of an idle connection). */
   private parser: RequestParser | undefined
-  private readonly onClosed: (connection: Http1Connection) => void
   private resumeLifetime: ((done: Effect.Effect<void>) => void) | undefined
   private current: Exchange | undefined
+  /** The current exchange while it waits for a slot under maxConcurrentRequests. */
+  private waiter: Waiter | undefined
   private batch: Array<string | Uint8Array> | undefined
   private batchBytes = 0
   private processing = false
@@ -87,20 +117,25 @@ export class Http1Connection implements ExchangeHost {
   private waitingForDrain = false
   private drainWaiters: Array<() => void> | undefined
   private drainListening = false
-  closing = false
+  /** No further request is taken: the connection closes after the current exchange. */
+  private closeAfterCurrent = false
+  /** The server is stopping: requests already received are answered, then the connection closes. */
+  private draining = false
   closed = false
   private ending = false
+  /** When the current phase times out (ms since the epoch), and which phase that is. */
+  deadline = 0
+  private deadlineKind = NO_DEADLINE
 
-  constructor(
-    socket: Net.Socket,
-    config: ConnectionConfig,
-    runner: RequestRunner,
-    onClosed: (connection: Http1Connection) => void
-  ) {
+  constructor(socket: Net.Socket, server: ConnectionServer) {
     this.socket = socket
-    this.config = config
-    this.runner = runner
-    this.onClosed = onClosed
+    this.server = server
+    this.config = server.config
+  }
+
+  /** The TLS session's details, read when a request asks. */
+  get tls(): TlsInfo | undefined {
+    return this.socket instanceof NodeTls.TLSSocket ? tlsInfoOf(this.socket) : undefined
   }
 
   /** Read when a request asks, so idle connections do not hold Node's peer-name record. */
@@ -113,6 +148,25 @@ export class Http1Connection implements ExchangeHost {
   }
   get serverName(): string {
     return this.config.serverName
+  }
+
+  /**
+   * Whether the response now being written must close the connection: the connection was asked
+   * to close, or the server is stopping and no further request has already arrived.
+   */
+  get closing(): boolean {
+    return this.closeAfterCurrent || (this.draining && !this.hasFurtherInput())
+  }
+
+  /** Bytes beyond the current request's body are waiting in the parser. */
+  private hasFurtherInput(): boolean {
+    const exchange = this.current
+    return (exchange === undefined || exchange.bodyDone) && this.parser !== undefined && this.parser.buffered > 0
+  }
+
+  /** Waiting for a next request with nothing of it received. */
+  get idle(): boolean {
+    return this.current === undefined && (this.parser === undefined || this.parser.idle) && !this.closed
   }
   get maxDrainSize(): number {
     return this.config.maxDrainSize
@@ -139,11 +193,65 @@ export class Http1Connection implements ExchangeHost {
     // 'close' always follows 'error'; the error itself needs no handling beyond closing.
     socket.on("error", ignore)
     socket.on("close", onSocketClose)
+    // Go's ReadHeaderTimeout: the first request head must arrive in time too.
+    this.setDeadline(HEADERS, this.config.headersTimeout)
     socket.resume()
+  }
+
+  private setDeadline(kind: number, timeout: number): void {
+    this.deadlineKind = timeout > 0 ? kind : NO_DEADLINE
+    this.deadline = timeout > 0 ? Date.now() + timeout : 0
+  }
+
+  private clearDeadline(): void {
+    this.deadlineKind = NO_DEADLINE
+    this.deadline = 0
+  }
+
+  /**
+   * Called by the server's sweep once the deadline has passed. A head that is late gets 408
+   * (RFC 9110 §15.5.9) and the connection closes (slowloris); an idle connection closes silently;
+   * a body that is late fails the app's body stream, gets 408 if no response has begun, and the
+   * connection closes.
+   */
+  timeout(): void {
+    const kind = this.deadlineKind
+    this.clearDeadline()
+    if (this.closed || this.ending) return
+    const stats = this.server.stats
+    switch (kind) {
+      case HEADERS: {
+        stats.timeouts.headers++
+        const started = this.parser !== undefined && !this.parser.idle
+        if (started && this.current === undefined) {
+          this.write(simpleResponse(408, "request head not received in time\n", true, this.config.serverName))
+        }
+        this.end()
+        return
+      }
+      case IDLE:
+        stats.timeouts.keepAlive++
+        this.end()
+        return
+      case BODY: {
+        stats.timeouts.request++
+        const exchange = this.current
+        this.closeAfterCurrent = true
+        if (exchange !== undefined) {
+          exchange.bodyDone = true
+          exchange.body.fail(new HttpProtocolError({ status: 408, reason: "request body not received in time" }))
+          if (!exchange.headSent) exchange.sendSimple(408, "request body not received in time\n")
+          if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe()
+        }
+        this.end()
+        return
+      }
+    }
   }
 
   onData(chunk: Buffer): void {
     if (this.ending) return // lingering close: discard what the client still sends
+    if (this.deadlineKind === IDLE) this.setDeadline(HEADERS, this.config.headersTimeout)
     ;(this.parser ??= new RequestParser(this.config.limits)).push(chunk)
     this.process()
   }
@@ -170,6 +278,14 @@ export class Http1Connection implements ExchangeHost {
 
   onClose(): void {
     this.closed = true
+    this.clearDeadline()
+    const stats = this.server.stats
+    stats.closedBytesRead += this.socket.bytesRead
+    stats.closedBytesWritten += this.socket.bytesWritten
+    if (this.waiter !== undefined) {
+      this.server.admission?.cancel(this.waiter)
+      this.waiter = undefined
+    }
     const exchange = this.current
     if (exchange !== undefined) {
       exchange.body.abort()
@@ -177,7 +293,7 @@ export class Http1Connection implements ExchangeHost {
       if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe(undefined, ClientAbort.annotation)
     }
     this.onDrain()
-    this.onClosed(this)
+    this.server.forget(this)
     this.resumeLifetime?.(Effect.void)
   }
 
@@ -222,7 +338,17 @@ export class Http1Connection implements ExchangeHost {
   }
 
   markClosing(): void {
-    this.closing = true
+    this.closeAfterCurrent = true
+  }
+
+  /**
+   * The server is stopping (graceful stop): an idle connection closes now; one with a request in
+   * progress or already received answers it, with `Connection: close` on the last response.
+   */
+  drainForShutdown(): void {
+    this.draining = true
+    if (this.idle) this.end()
+    else this.process()
   }
 
   abort(): void {
@@ -262,7 +388,8 @@ export class Http1Connection implements ExchangeHost {
 
   private settle(exchange: Exchange, exit: Exit.Exit<void, never>): void {
     exchange.fiberDone = true
-    this.runner.completed(exchange, exit)
+    this.server.runner.completed(exchange, exit)
+    if (exchange.admitted) this.server.admission?.leave()
     if (!exchange.headSent && !this.closed) {
       // The application's fiber ended without a response (it cannot normally: toHandled always
       // answers); the client must not be left waiting.
@@ -274,7 +401,7 @@ export class Http1Connection implements ExchangeHost {
   /** Interrupts the exchange in progress and closes the socket. */
   get stop(): Effect.Effect<void> {
     return Effect.suspend(() => {
-      this.closing = true
+      this.closeAfterCurrent = true
       const exchange = this.current
       return Effect.ensuring(
         exchange === undefined ? Effect.void : exchange.interrupt,
@@ -348,16 +475,24 @@ export class Http1Connection implements ExchangeHost {
         if (!exchange.bodyDone) {
           if (exchange.fiberDone) {
             // The rest of an unread body is discarded only if the connection is kept.
-            if (!exchange.keepAlive || this.closing) exchange.bodyDone = true
+            if (!exchange.keepAlive || this.closeAfterCurrent) exchange.bodyDone = true
             else exchange.discarding = true
           }
           if (!exchange.bodyDone && !this.pump(exchange)) return
         }
         if (!exchange.fiberDone) return
         this.current = undefined
-        if (!exchange.keepAlive || this.closing) {
+        if (!exchange.keepAlive || this.closeAfterCurrent) {
           this.end()
           return
+        }
+        if (this.parser !== undefined && this.parser.buffered > 0) {
+          this.setDeadline(HEADERS, this.config.headersTimeout)
+        } else if (this.draining) {
+          this.end()
+          return
+        } else {
+          this.setDeadline(IDLE, this.config.keepAliveTimeout)
         }
         if (this.socket.writableLength > writeHighWater) {
           // A pipelining client that does not read its responses gets no more of them.
@@ -371,20 +506,20 @@ export class Http1Connection implements ExchangeHost {
         }
         continue
       }
-      if (this.closing) {
+      if (this.closeAfterCurrent) {
         this.end()
         return
       }
       const parser = this.parser
-      if (parser === undefined) {
-        return
-      }
+      if (parser === undefined) return
       const event = parser.next()
       switch (event._tag) {
         case "Head":
           this.begin(event)
           continue
         case "NeedData":
+          // Stopping: a request not fully received by now is not waited for.
+          if (this.draining) this.end()
           return
         case "HttpProtocolError":
           this.reject(event)
@@ -399,16 +534,47 @@ export class Http1Connection implements ExchangeHost {
   private begin(head: RequestHead): void {
     const exchange = new Exchange(this, head, this.config.limits.maxBodySize)
     this.current = exchange
+    this.server.stats.requests++
+    this.clearDeadline()
     this.pump(exchange)
     const failure = exchange.body.failure
     if (failure?._tag === "HttpProtocolError") {
       // The body's framing is already known to be broken: refuse before the app runs.
       this.current = undefined
-      this.write(simpleResponse(failure.status, `${failure.reason}\n`, true, this.config.serverName))
-      this.end()
+      this.reject(failure)
       return
     }
-    const fiber = this.runner.run(this.runner.makeRequest(exchange))
+    if (!exchange.bodyDone) this.setDeadline(BODY, this.config.requestTimeout)
+    const admission = this.server.admission
+    if (admission === undefined) {
+      this.run(exchange)
+      return
+    }
+    const waiter: Waiter = {
+      since: Date.now(),
+      start: () => {
+        this.waiter = undefined
+        exchange.admitted = true
+        this.run(exchange)
+        // Started from another connection's completion: carry on with this one.
+        if (!this.processing) this.process()
+      },
+      refuse: () => {
+        this.waiter = undefined
+        this.server.stats.rejectedRequests++
+        exchange.sendSimple(503, "too many requests in progress\n")
+        exchange.fiberDone = true
+        this.process()
+      }
+    }
+    this.waiter = waiter
+    admission.enter(waiter)
+  }
+
+  /** Runs the app for the exchange; it may complete before this returns. */
+  private run(exchange: Exchange): void {
+    const runner = this.server.runner
+    const fiber = runner.run(runner.makeRequest(exchange))
     exchange.fiber = fiber
     const exit = fiber.pollUnsafe()
     if (exit !== undefined) {
@@ -437,30 +603,21 @@ export class Http1Connection implements ExchangeHost {
           if (exchange.discarding) {
             exchange.discarded += event.bytes.length
             // An unread body is discarded to keep the connection, up to a bound.
-            if (exchange.discarded > this.config.maxDrainSize) {
-              exchange.bodyDone = true
-              this.closing = true
-              return true
-            }
+            if (exchange.discarded > this.config.maxDrainSize) return this.bodyDone(exchange, true)
           } else if (!reader.push(event.bytes)) {
             // Over the body limit: the application sees MaxSizeExceeded; the rest is not read.
-            exchange.bodyDone = true
             exchange.keepAlive = false
-            this.closing = true
-            return true
+            return this.bodyDone(exchange, true)
           }
           continue
         case "End":
           reader.end()
-          exchange.bodyDone = true
-          return true
+          return this.bodyDone(exchange, false)
         case "HttpProtocolError":
           reader.fail(event)
-          exchange.bodyDone = true
           exchange.keepAlive = false
-          this.closing = true
-          this.runner.rejected(event)
-          return true
+          this.server.runner.rejected(event)
+          return this.bodyDone(exchange, true)
         case "NeedData":
           if (this.readPaused && !reader.full) {
             this.readPaused = false
@@ -473,6 +630,13 @@ export class Http1Connection implements ExchangeHost {
     }
   }
 
+  private bodyDone(exchange: Exchange, close: boolean): true {
+    exchange.bodyDone = true
+    if (close) this.closeAfterCurrent = true
+    if (this.deadlineKind === BODY) this.clearDeadline()
+    return true
+  }
+
   private pauseReading(): void {
     if (!this.readPaused) {
       this.readPaused = true
@@ -482,7 +646,7 @@ export class Http1Connection implements ExchangeHost {
 
   /** Answers a request the parser refused, then closes. */
   private reject(error: HttpProtocolError): void {
-    this.runner.rejected(error)
+    this.server.runner.rejected(error)
     this.write(simpleResponse(error.status, `${error.reason}\n`, true, this.config.serverName))
     this.end()
   }
@@ -495,6 +659,7 @@ export class Http1Connection implements ExchangeHost {
   private end(): void {
     if (this.ending || this.closed) return
     this.ending = true
+    this.clearDeadline()
     this.flush()
     const socket = this.socket
     socket.end()

@@ -9,7 +9,8 @@ import { Effect, type Exit, Fiber } from "effect"
 import { BodyReader, type BodySource } from "../gateway/BodyReader.ts"
 import type { ResponseInit, ResponseTarget } from "../gateway/ResponseTarget.ts"
 import type { RequestSource } from "../gateway/ServerRequest.ts"
-import { chunkHeader, continueResponse, encodeHead, lastChunk } from "./Encoder.ts"
+import type { TlsInfo } from "../listen/Tls.ts"
+import { chunkHeader, continueResponse, encodeHead, lastChunk, simpleResponse } from "./Encoder.ts"
 import type { RequestHead } from "./Parser.ts"
 
 /**
@@ -21,6 +22,7 @@ import type { RequestHead } from "./Parser.ts"
 export interface ExchangeHost {
   readonly protocol: "http" | "https"
   readonly remoteAddress: string | undefined
+  readonly tls: TlsInfo | undefined
   readonly serverName: string
   /** Unread body bytes the connection will discard to keep the connection open. */
   readonly maxDrainSize: number
@@ -69,6 +71,13 @@ export class Exchange implements RequestSource, ResponseTarget, BodySource {
   responseEnded = false
   aborted = false
   status = 0
+  /** Response body bytes sent. */
+  bytesSent = 0
+  /** The request holds a slot under maxConcurrentRequests. */
+  admitted = false
+  /** When the head was received: ms since the epoch, and a monotonic reading for durations. */
+  readonly receivedAt = Date.now()
+  readonly receivedTick = performance.now()
   /** Whether the connection stays open after this exchange. */
   keepAlive: boolean
   private continueSent = false
@@ -101,6 +110,9 @@ export class Exchange implements RequestSource, ResponseTarget, BodySource {
   }
   get protocol(): "http" | "https" {
     return this.host.protocol
+  }
+  get tls(): TlsInfo | undefined {
+    return this.host.tls
   }
   get response(): ResponseTarget {
     return this
@@ -162,6 +174,7 @@ export class Exchange implements RequestSource, ResponseTarget, BodySource {
     if (typeof encoded === "string") return encoded
     this.sendHead(init.status, close)
     const host = this.host
+    if (body !== undefined) this.bytesSent = init.contentLength >= 0 ? init.contentLength : body.length
     if (body === undefined || body.length === 0) {
       host.write(encoded.latin1 ? Buffer.from(encoded.head, "latin1") : encoded.head)
     } else if (typeof body === "string" && !encoded.latin1) {
@@ -203,6 +216,7 @@ export class Exchange implements RequestSource, ResponseTarget, BodySource {
 
   write(chunk: Uint8Array): boolean {
     if (this.closed || chunk.length === 0) return true
+    this.bytesSent += chunk.length
     switch (this.framing) {
       case CHUNKED: {
         const header = chunkHeader(chunk.length)
@@ -242,6 +256,16 @@ export class Exchange implements RequestSource, ResponseTarget, BodySource {
       this.abort()
       return
     }
+    this.finishResponse()
+  }
+
+  /** A response the server makes itself (408, 503), with the usual close decision. */
+  sendSimple(status: number, text: string): void {
+    if (this.closed || this.headSent) return
+    const close = this.closesAfter(false)
+    this.sendHead(status, close)
+    this.bytesSent = Buffer.byteLength(text)
+    this.host.write(simpleResponse(status, text, close, this.host.serverName))
     this.finishResponse()
   }
 

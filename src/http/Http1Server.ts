@@ -12,9 +12,10 @@
  */
 
 import * as Net from "node:net"
+import type * as NodeTls from "node:tls"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as NodeServices from "@effect/platform-node/NodeServices"
-import { Context, Effect, FiberSet, Layer, Option } from "effect"
+import { Context, Effect, FiberSet, Layer, Option, Schedule } from "effect"
 import type * as Etag from "effect/http/Etag"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import type { HttpClient } from "effect/http/HttpClient"
@@ -22,14 +23,23 @@ import type * as HttpPlatform from "effect/http/HttpPlatform"
 import * as HttpServer from "effect/http/HttpServer"
 import { causeResponseStripped } from "effect/http/HttpServerError"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
+import type * as Scope from "effect/Scope"
 import type { BindError, InvalidOptions } from "../errors.ts"
 import * as Gateway from "../gateway/Gateway.ts"
 import { ServerRequest } from "../gateway/ServerRequest.ts"
-import { listenTcp } from "../listen/Listener.ts"
+import { describeTarget, listen, targetOf } from "../listen/Listener.ts"
+import * as Tls from "../listen/Tls.ts"
 import { decodeOptions, type Http1ServerConfig, Http1ServerOptions, type Http1ServerOptionsInput } from "../options.ts"
-import { type ConnectionConfig, Http1Connection, type RequestRunner } from "./Connection.ts"
+import { formatAccess } from "../stats/AccessLog.ts"
+import { registerMetrics, ServerStats, Stats } from "../stats/ServerStats.ts"
+import { Admission } from "./Admission.ts"
+import { type ConnectionConfig, type ConnectionServer, Http1Connection, type RequestRunner } from "./Connection.ts"
+import { simpleResponse } from "./Encoder.ts"
+import type { Exchange } from "./Exchange.ts"
 
 export { type Http1ServerConfig, Http1ServerOptions, type Http1ServerOptionsInput }
+
+const millis = (seconds: number) => Math.round(seconds * 1000)
 
 const connectionConfig = (config: Http1ServerConfig): ConnectionConfig => ({
   limits: {
@@ -40,12 +50,34 @@ const connectionConfig = (config: Http1ServerConfig): ConnectionConfig => ({
   },
   maxDrainSize: config.maxDrainSize,
   serverName: config.serverName,
-  protocol: "http"
+  protocol: config.tls === undefined ? "http" : "https",
+  headersTimeout: millis(config.headersTimeout),
+  requestTimeout: millis(config.requestTimeout),
+  keepAliveTimeout: millis(config.keepAliveTimeout)
 })
+
+/**
+ * How often deadlines are checked: a quarter of the shortest timeout, between 50 ms and 1 s, so a
+ * timeout fires at most 25% late (and within a second for the usual multi-second ones).
+ */
+const sweepInterval = (config: Http1ServerConfig): number => {
+  const timeouts = [config.headersTimeout, config.requestTimeout, config.keepAliveTimeout, config.requestQueueTimeout]
+    .filter((t) => t > 0)
+    .map(millis)
+  return Math.min(1000, Math.max(50, Math.floor(Math.min(...timeouts, 4000) / 4)))
+}
+
+const header = (exchange: Exchange, name: string): string | undefined => {
+  const raw = exchange.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) return raw[i + 1]
+  return undefined
+}
 
 const makeRunner = (
   handled: Effect.Effect<void, never, HttpServerRequest>,
-  services: Context.Context<never>
+  services: Context.Context<never>,
+  stats: ServerStats,
+  accessLog: Http1ServerConfig["accessLog"]
 ): RequestRunner => {
   const log = (effect: Effect.Effect<void>) => {
     Effect.runForkWith(services)(effect)
@@ -54,6 +86,27 @@ const makeRunner = (
     makeRequest: (exchange) => new ServerRequest(exchange),
     run: (request) => Effect.runForkWith(Context.add(services, HttpServerRequest, request))(handled),
     completed: (exchange, exit) => {
+      const seconds = (performance.now() - exchange.receivedTick) / 1000
+      stats.duration(seconds)
+      if (accessLog !== "off") {
+        const head = exchange.head
+        log(
+          Effect.log(
+            formatAccess(accessLog, {
+              remoteAddress: exchange.remoteAddress,
+              time: exchange.receivedAt,
+              method: head.method,
+              target: head.target,
+              protocol: head.versionMinor === 1 ? "HTTP/1.1" : "HTTP/1.0",
+              status: exchange.status,
+              bytes: exchange.bytesSent,
+              referer: header(exchange, "referer"),
+              userAgent: header(exchange, "user-agent"),
+              duration: seconds
+            })
+          )
+        )
+      }
       if (exit._tag !== "Failure") return
       // The cause carries the error response as a defect too; log only what went wrong.
       const [, cause] = causeResponseStripped(exit.cause)
@@ -69,78 +122,192 @@ const makeRunner = (
         )
       }
     },
-    rejected: (error) => log(Effect.logDebug("request refused", error.status, error.reason))
+    rejected: (error) => {
+      stats.protocolError(error.status)
+      log(Effect.logDebug("request refused", error.status, error.reason))
+    }
   }
 }
 
+/** Refuses a connection over maxConnections: 503 and close, never a silent drop or a hang. */
+const refuse = (socket: Net.Socket, serverName: string): void => {
+  socket.on("error", () => {})
+  socket.resume()
+  socket.end(simpleResponse(503, "server at its connection limit\n", true, serverName))
+  setTimeout(() => socket.destroy(), 2_000).unref()
+}
+
 /**
- * Listens with the given options and provides `HttpServer`. Binding happens when the Layer is
- * built (bind failures are typed); connections are served once an app is served. Closing the
- * scope stops accepting and closes every connection.
+ * Listens with the given options and provides `HttpServer` and `Stats`. Binding happens when the
+ * Layer is built (bind failures are typed); connections are served once an app is served.
+ *
+ * Closing the scope is a graceful stop: accepting stops at once, idle connections close,
+ * requests in progress (and those already received) have `shutdownTimeout` to finish, their
+ * responses carrying `Connection: close`; then what remains is interrupted and every socket closed.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = Effect.fnUntraced(function* (options: Http1ServerOptionsInput) {
-  const config = yield* decodeOptions(Http1ServerOptions, options)
-  // allowHalfOpen false: as in Node's and Go's servers, a client that sends FIN has gone away.
-  // Node then ends our side after what was written, the socket closes, and a request in
-  // progress is interrupted like on a disconnect.
-  const server = Net.createServer({ noDelay: config.noDelay, pauseOnConnect: true, allowHalfOpen: false })
-  let accept: ((socket: Net.Socket) => void) | undefined
-  const waiting = new Set<Net.Socket>()
-  server.on("connection", (socket: Net.Socket) => {
-    if (accept !== undefined) return accept(socket)
-    // Connections that arrive before an app is served wait (paused) for it.
-    waiting.add(socket)
-    socket.once("close", () => waiting.delete(socket))
-  })
-  const listener = yield* listenTcp(server, config)
-  yield* Effect.addFinalizer(() =>
-    Effect.sync(() => {
-      for (const socket of waiting) socket.destroy()
-    })
-  )
-  const connConfig = connectionConfig(config)
+export const make = (
+  options: Http1ServerOptionsInput
+): Effect.Effect<Context.Context<HttpServer.HttpServer | Stats>, BindError | InvalidOptions, Scope.Scope> =>
+  Effect.gen(function* () {
+    const config = yield* decodeOptions(Http1ServerOptions, options)
+    const target = yield* targetOf(config)
+    const tlsSettings = config.tls
+    const tlsContext = tlsSettings === undefined ? undefined : yield* Tls.secureContext(tlsSettings)
+    const connConfig = connectionConfig(config)
+    const stats = new ServerStats()
+    const live = new Set<Http1Connection>()
+    let handshaking = 0
+    stats.live = () => {
+      let idle = 0
+      let bytesRead = 0
+      let bytesWritten = 0
+      for (const conn of live) {
+        if (conn.idle) idle++
+        bytesRead += conn.socket.bytesRead
+        bytesWritten += conn.socket.bytesWritten
+      }
+      return { open: live.size + handshaking, idle, bytesRead, bytesWritten }
+    }
 
-  return HttpServer.make({
-    address: listener.address,
-    serve: Effect.fnUntraced(function* (app, middleware) {
-      const services = yield* Effect.context<never>()
-      const runner = makeRunner(Gateway.toHandled(app, middleware), services)
-      // Each connection runs as a fiber in this set. The live connections are also kept here so
-      // that closing the serve scope stops them all (interrupting requests in progress, closing
-      // sockets) before the set's own finalizer interrupts what remains.
-      const connections = yield* FiberSet.make<void>()
-      const live = new Set<Http1Connection>()
-      yield* Effect.addFinalizer(() =>
-        Effect.forEach(live, (conn) => conn.stop, { concurrency: "unbounded", discard: true })
-      )
-      const runFork = yield* FiberSet.runtime(connections)<never>()
-      const forget = (conn: Http1Connection) => {
-        live.delete(conn)
-      }
-      const onConnection = (socket: Net.Socket) => {
-        const conn = new Http1Connection(socket, connConfig, runner, forget)
-        live.add(conn)
-        runFork(conn.lifetime)
-      }
-      // The accept loop: a fiber supervised by the serve scope that owns the listener's
-      // connection handler while it runs.
-      yield* FiberSet.run(
-        connections,
-        Effect.callback<never>(() => {
-          accept = onConnection
-          for (const socket of waiting) onConnection(socket)
-          waiting.clear()
-          return Effect.sync(() => {
-            if (accept === onConnection) accept = undefined
-          })
-        })
-      )
+    const server = Net.createServer({
+      noDelay: config.noDelay,
+      pauseOnConnect: true,
+      // As in Node's and Go's servers, a client that sends FIN has gone away: Node then ends
+      // our side after what was written, the socket closes, and a request in progress is
+      // interrupted like on a disconnect.
+      allowHalfOpen: false
     })
+    let accept: ((socket: Net.Socket) => void) | undefined
+    const waiting = new Set<Net.Socket>()
+    server.on("connection", (socket: Net.Socket) => {
+      if (accept !== undefined) return accept(socket)
+      // Connections that arrive before an app is served wait (paused) for it.
+      waiting.add(socket)
+      socket.once("close", () => waiting.delete(socket))
+    })
+    const listener = yield* listen(server, target)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const socket of waiting) socket.destroy()
+      })
+    )
+    yield* registerMetrics(stats, describeTarget(target).replace(/:0$/, `:${portOf(listener.address)}`))
+
+    const httpServer = HttpServer.make({
+      address: listener.address,
+      serve: Effect.fnUntraced(function* (app, middleware) {
+        const services = yield* Effect.context<never>()
+        const runner = makeRunner(Gateway.toHandled(app, middleware), services, stats, config.accessLog)
+        let onEmpty: (() => void) | undefined
+        const connServer: ConnectionServer = {
+          config: connConfig,
+          runner,
+          stats,
+          admission:
+            config.maxConcurrentRequests > 0
+              ? new Admission(config.maxConcurrentRequests, millis(config.requestQueueTimeout))
+              : undefined,
+          forget: (conn) => {
+            live.delete(conn)
+            if (live.size === 0) onEmpty?.()
+          }
+        }
+        // Each connection runs as a fiber in this set; closing the serve scope runs the graceful
+        // stop below first, then the set's finalizer interrupts whatever fiber remains.
+        const connections = yield* FiberSet.make<void>()
+        const runFork = yield* FiberSet.runtime(connections)<never>()
+        yield* Effect.addFinalizer(() =>
+          Effect.gen(function* () {
+            accept = undefined
+            server.close()
+            for (const conn of live) conn.drainForShutdown()
+            const drained = Effect.callback<void>((resume) => {
+              if (live.size === 0) return resume(Effect.void)
+              onEmpty = () => resume(Effect.void)
+            })
+            yield* Effect.timeoutOption(drained, millis(config.shutdownTimeout))
+            yield* Effect.forEach(live, (conn) => conn.stop, { concurrency: "unbounded", discard: true })
+          })
+        )
+
+        const serveSocket = (socket: Net.Socket | NodeTls.TLSSocket): Effect.Effect<void> => {
+          const conn = new Http1Connection(socket, connServer)
+          live.add(conn)
+          return conn.lifetime
+        }
+        const overLimit = () => config.maxConnections > 0 && live.size + handshaking >= config.maxConnections
+        const secured = (socket: Net.Socket, context: NodeTls.SecureContext, settings: Tls.TlsSettings) =>
+          Effect.suspend(() => {
+            handshaking++
+            return Tls.handshake(socket, context, settings)
+          }).pipe(
+            config.handshakeTimeout > 0
+              ? Effect.timeoutOrElse({
+                  duration: millis(config.handshakeTimeout),
+                  orElse: () => {
+                    stats.timeouts.handshake++
+                    return Effect.fail(new Tls.HandshakeFailed({ reason: "closed" }))
+                  }
+                })
+              : (effect) => effect,
+            Effect.ensuring(
+              Effect.sync(() => {
+                handshaking--
+              })
+            ),
+            Effect.flatMap((secure) => {
+              if (!overLimit()) return serveSocket(secure)
+              stats.rejectedConnections++
+              return Effect.sync(() => refuse(secure, config.serverName))
+            }),
+            Effect.catchTag("HandshakeFailed", (error) => Effect.logDebug("TLS handshake failed", error.reason))
+          )
+        const onConnection = (socket: Net.Socket) => {
+          stats.accepted++
+          if (tlsContext !== undefined && tlsSettings !== undefined) {
+            runFork(secured(socket, tlsContext, tlsSettings))
+            return
+          }
+          if (overLimit()) {
+            stats.rejectedConnections++
+            refuse(socket, config.serverName)
+            return
+          }
+          runFork(serveSocket(socket))
+        }
+        // Deadlines (timeouts, the request queue) are checked by one sweep over the live
+        // connections on a fixed schedule, rather than a timer per connection.
+        const sweep = Effect.sync(() => {
+          const now = Date.now()
+          for (const conn of live) if (conn.deadline !== 0 && now >= conn.deadline) conn.timeout()
+          connServer.admission?.expire(now)
+        })
+        yield* FiberSet.run(connections, Effect.repeat(sweep, Schedule.spaced(sweepInterval(config))))
+        // The accept loop: a fiber supervised by the serve scope that owns the listener's
+        // connection handler while it runs.
+        yield* FiberSet.run(
+          connections,
+          Effect.callback<never>(() => {
+            accept = onConnection
+            for (const socket of waiting) onConnection(socket)
+            waiting.clear()
+            return Effect.sync(() => {
+              if (accept === onConnection) accept = undefined
+            })
+          })
+        )
+      })
+    })
+    return Context.make(HttpServer.HttpServer, httpServer).pipe(
+      Context.add(Stats, Stats.of({ snapshot: Effect.sync(() => stats.snapshot()) }))
+    )
   })
-})
+
+const portOf = (address: HttpServer.HttpServer["Service"]["address"]): number =>
+  address._tag === "UnixPathAddress" ? 0 : address.port
 
 /**
  * Provides only `HttpServer`.
@@ -150,7 +317,7 @@ export const make = Effect.fnUntraced(function* (options: Http1ServerOptionsInpu
  */
 export const layerServer = (
   options: Http1ServerOptionsInput = {}
-): Layer.Layer<HttpServer.HttpServer, BindError | InvalidOptions> => Layer.effect(HttpServer.HttpServer)(make(options))
+): Layer.Layer<HttpServer.HttpServer | Stats, BindError | InvalidOptions> => Layer.effectContext(make(options))
 
 /**
  * Provides `HttpServer` plus what apps need from the platform: `HttpPlatform` (file responses),
@@ -162,7 +329,7 @@ export const layerServer = (
 export const layer = (
   options: Http1ServerOptionsInput = {}
 ): Layer.Layer<
-  HttpServer.HttpServer | NodeServices.NodeServices | HttpPlatform.HttpPlatform | Etag.Generator,
+  HttpServer.HttpServer | Stats | NodeServices.NodeServices | HttpPlatform.HttpPlatform | Etag.Generator,
   BindError | InvalidOptions
 > => Layer.mergeAll(layerServer(options), NodeHttpServer.layerHttpServices)
 
@@ -173,7 +340,7 @@ export const layer = (
  * @category testing
  */
 export const layerTest: Layer.Layer<
-  HttpServer.HttpServer | NodeServices.NodeServices | HttpPlatform.HttpPlatform | Etag.Generator | HttpClient,
+  HttpServer.HttpServer | Stats | NodeServices.NodeServices | HttpPlatform.HttpPlatform | Etag.Generator | HttpClient,
   BindError | InvalidOptions
 > = HttpServer.layerTestClient.pipe(
   Layer.provide(

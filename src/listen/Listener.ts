@@ -1,26 +1,49 @@
 /**
- * Listening sockets: binding a `node:net` server with typed bind failures, and releasing it.
+ * Listening sockets: TCP, unix sockets and inherited descriptors (an explicit fd or systemd
+ * socket activation), bound with typed failures and released with the scope.
  *
  * @since 0.1.0
  */
 
-import type * as Net from "node:net"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
 import { Effect, Result } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 import type * as Scope from "effect/Scope"
-import { AddressInUse, BadAddress, type BindError, PermissionDenied } from "../errors.ts"
+import { AddressInUse, BadAddress, type BindError, InvalidOptions, PermissionDenied } from "../errors.ts"
 
 /**
- * Where and how to listen on TCP.
+ * Where to listen.
  *
  * @since 0.1.0
  * @category models
  */
-export interface TcpListenOptions {
+export type ListenTarget =
+  | {
+      readonly _tag: "Tcp"
+      readonly host: string
+      readonly port: number
+      readonly backlog: number
+      readonly ipv6Only: boolean
+    }
+  | { readonly _tag: "Unix"; readonly path: string; readonly backlog: number; readonly mode: number | undefined }
+  | { readonly _tag: "Fd"; readonly fd: number; readonly label: string }
+
+/**
+ * The listening options every server shares.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ListenOptions {
   readonly host: string
   readonly port: number
   readonly backlog: number
   readonly ipv6Only: boolean
+  readonly path?: string | undefined
+  readonly socketMode?: number | undefined
+  readonly fd?: number | undefined
+  readonly systemd: boolean
 }
 
 /**
@@ -59,6 +82,76 @@ export const bindError = (error: NodeJS.ErrnoException, address: string): BindEr
   }
 }
 
+/** SD_LISTEN_FDS_START: systemd passes its sockets from descriptor 3 on. */
+const firstActivatedFd = 3
+
+/**
+ * Reads systemd socket activation (sd_listen_fds(3)): LISTEN_PID must name this process and
+ * LISTEN_FDS count at least one socket, the first of which is served. The variables are removed
+ * so that child processes do not take the sockets for theirs.
+ *
+ * @since 0.1.0
+ */
+export const systemdFd = (
+  env: NodeJS.ProcessEnv = process.env,
+  pid: number = process.pid
+): Result.Result<number, InvalidOptions> => {
+  const listenPid = env.LISTEN_PID
+  const listenFds = env.LISTEN_FDS
+  const invalid = (detail: string) => Result.fail(new InvalidOptions({ option: "systemd", detail }))
+  if (listenPid === undefined || listenFds === undefined) {
+    return invalid("no socket was passed (LISTEN_PID and LISTEN_FDS are not set)")
+  }
+  if (!/^\d+$/.test(listenPid) || Number(listenPid) !== pid) {
+    return invalid(`the sockets were passed to process ${listenPid}, not to this one (${pid})`)
+  }
+  if (!/^\d+$/.test(listenFds) || Number(listenFds) < 1) {
+    return invalid(`LISTEN_FDS must count at least one socket, got ${JSON.stringify(listenFds)}`)
+  }
+  delete env.LISTEN_PID
+  delete env.LISTEN_FDS
+  delete env.LISTEN_FDNAMES
+  return Result.succeed(firstActivatedFd)
+}
+
+/**
+ * Chooses the listening target from the options: at most one of `path`, `fd` and `systemd`,
+ * else TCP on `host` and `port`.
+ *
+ * @since 0.1.0
+ */
+export const targetOf = (options: ListenOptions): Effect.Effect<ListenTarget, InvalidOptions> => {
+  const chosen = [options.path !== undefined, options.fd !== undefined, options.systemd].filter(Boolean).length
+  if (chosen > 1) {
+    return Effect.fail(new InvalidOptions({ option: "path", detail: "path, fd and systemd exclude each other" }))
+  }
+  if (options.socketMode !== undefined && options.path === undefined) {
+    return Effect.fail(new InvalidOptions({ option: "socketMode", detail: "needs a unix socket path" }))
+  }
+  if (options.path !== undefined) {
+    return Effect.succeed({ _tag: "Unix", path: options.path, backlog: options.backlog, mode: options.socketMode })
+  }
+  if (options.fd !== undefined) return Effect.succeed({ _tag: "Fd", fd: options.fd, label: `fd ${options.fd}` })
+  if (options.systemd) {
+    return Effect.map(Effect.fromResult(systemdFd()), (fd) => ({ _tag: "Fd", fd, label: `systemd socket (fd ${fd})` }))
+  }
+  return Effect.succeed({
+    _tag: "Tcp",
+    host: options.host,
+    port: options.port,
+    backlog: options.backlog,
+    ipv6Only: options.ipv6Only
+  })
+}
+
+/**
+ * A human-readable form of the target, for messages.
+ *
+ * @since 0.1.0
+ */
+export const describeTarget = (target: ListenTarget): string =>
+  target._tag === "Tcp" ? formatHostPort(target.host, target.port) : target._tag === "Unix" ? target.path : target.label
+
 const socketAddress = (server: Net.Server, fallback: string): NetAddress.SocketAddress => {
   const bound = server.address()
   if (bound === null) return NetAddress.unixPathAddress(fallback)
@@ -68,35 +161,91 @@ const socketAddress = (server: Net.Server, fallback: string): NetAddress.SocketA
   return Result.getOrThrow(inet)
 }
 
+/** Whether something accepts connections on the unix socket at `path`. */
+const isLive = (path: string): Promise<boolean> =>
+  new Promise((resolve) => {
+    const probe = Net.connect(path)
+    probe.once("connect", () => {
+      probe.destroy()
+      resolve(true)
+    })
+    probe.once("error", () => resolve(false))
+  })
+
 /**
- * Binds `server` to a TCP address. The listener is closed (no new connections) when the scope
- * closes; connections already accepted are the caller's to close.
+ * Makes room for a unix socket at `path`: a socket file nobody listens on any more (left by a
+ * crash) is removed; a live one is `AddressInUse`; anything that is not a socket is left alone
+ * and refused.
+ */
+const clearStaleSocket = (path: string): Effect.Effect<void, BindError> =>
+  Effect.gen(function* () {
+    const stat = yield* Effect.sync(() => Fs.lstatSync(path, { throwIfNoEntry: false }))
+    if (stat === undefined) return
+    if (!stat.isSocket()) return yield* new BadAddress({ address: path, code: "ENOTSOCK" })
+    if (yield* Effect.promise(() => isLive(path))) return yield* new AddressInUse({ address: path })
+    yield* Effect.try({
+      try: () => Fs.unlinkSync(path),
+      catch: (error) => bindError(error as NodeJS.ErrnoException, path)
+    })
+  })
+
+const bind = (server: Net.Server, target: ListenTarget, label: string): Effect.Effect<void, BindError> =>
+  Effect.callback<void, BindError>((resume) => {
+    const onError = (error: NodeJS.ErrnoException) => resume(Effect.fail(bindError(error, label)))
+    server.once("error", onError)
+    const listening = () => {
+      server.off("error", onError)
+      resume(Effect.void)
+    }
+    switch (target._tag) {
+      case "Tcp":
+        server.listen(
+          { host: target.host, port: target.port, backlog: target.backlog, ipv6Only: target.ipv6Only },
+          listening
+        )
+        break
+      case "Unix":
+        server.listen({ path: target.path, backlog: target.backlog }, listening)
+        break
+      case "Fd":
+        server.listen({ fd: target.fd }, listening)
+        break
+    }
+  })
+
+/**
+ * Binds `server` to `target`. The listener closes (no new connections; a unix socket file is
+ * removed) when the scope closes; connections already accepted are the caller's to close.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const listenTcp = (
-  server: Net.Server,
-  options: TcpListenOptions
-): Effect.Effect<Listener, BindError, Scope.Scope> => {
-  const label = formatHostPort(options.host, options.port)
+export const listen = (server: Net.Server, target: ListenTarget): Effect.Effect<Listener, BindError, Scope.Scope> => {
+  const label = describeTarget(target)
   return Effect.acquireRelease(
-    Effect.callback<Listener, BindError>((resume) => {
-      const onError = (error: NodeJS.ErrnoException) => resume(Effect.fail(bindError(error, label)))
-      server.once("error", onError)
-      server.listen(
-        { host: options.host, port: options.port, backlog: options.backlog, ipv6Only: options.ipv6Only },
-        () => {
-          server.off("error", onError)
-          resume(Effect.succeed({ server, address: socketAddress(server, label) }))
-        }
-      )
+    Effect.gen(function* () {
+      if (target._tag === "Unix") yield* clearStaleSocket(target.path)
+      yield* bind(server, target, label)
+      if (target._tag === "Unix" && target.mode !== undefined) {
+        const mode = target.mode
+        yield* Effect.try({
+          try: () => Fs.chmodSync(target.path, mode),
+          catch: (error) => bindError(error as NodeJS.ErrnoException, target.path)
+        }).pipe(Effect.onError(() => Effect.sync(() => server.close())))
+      }
+      return { server, address: socketAddress(server, label) }
     }),
-    ({ server }) =>
-      Effect.callback<void>((resume) => {
-        if (!server.listening) return resume(Effect.void)
-        // close() waits for open connections; their owners close them concurrently.
-        server.close(() => resume(Effect.void))
-      })
+    ({ server }) => close(server)
   )
 }
+
+/**
+ * Stops accepting. Completes once every connection is gone, which their owners see to.
+ *
+ * @since 0.1.0
+ */
+export const close = (server: Net.Server): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    if (!server.listening) return resume(Effect.void)
+    server.close(() => resume(Effect.void))
+  })
