@@ -45,11 +45,19 @@ const clfTime = (ms: number): string => {
   )}:${pad(d.getUTCSeconds())} +0000`
 }
 
-/** Quoted fields escape `"` and `\` and controls, so a request cannot forge log lines. */
-const quoted = (value: string | undefined): string =>
-  value === undefined
-    ? '"-"'
-    : `"${value.replace(/[\\"]/g, (c) => `\\${c}`).replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)}"`
+/** Escapes `"` and `\` and controls in a quoted field, so a request cannot forge log lines. */
+const escape = (value: string): string => {
+  let out = ""
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i)
+    if (c === 0x22 || c === 0x5c) out += `\\${value[i]}`
+    else if (c < 0x20 || c === 0x7f) out += `\\x${c.toString(16).padStart(2, "0")}`
+    else out += value[i]
+  }
+  return out
+}
+
+const quoted = (value: string | undefined): string => (value === undefined ? '"-"' : `"${escape(value)}"`)
 
 const common = (r: AccessRecord): string =>
   `${r.remoteAddress ?? "-"} - - [${clfTime(r.time)}] ${quoted(`${r.method} ${r.target} ${r.protocol}`)} ${
