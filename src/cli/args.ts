@@ -23,10 +23,42 @@ export interface Flag {
   readonly key: string
   readonly kind: Kind
   readonly description: string
+  /** The value of a string flag given without one (`--access-log` means `--access-log combined`). */
+  readonly implicit?: string | undefined
+  /** The values a choice flag accepts. */
+  readonly choices: ReadonlyArray<string>
+  /** A number written in octal (file modes: `--socket-mode 660`). */
+  readonly octal?: boolean | undefined
+}
+
+/**
+ * How the command line departs from the options' names.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FlagOverrides {
+  /** Options whose flag has another name: `{ path: "socket" }` gives `--socket`. */
+  readonly rename?: Readonly<Record<string, string>>
+  /** Options with no flag of their own (nested ones, given through other flags). */
+  readonly exclude?: ReadonlyArray<string>
+  readonly implicit?: Readonly<Record<string, string>>
+  readonly octal?: ReadonlyArray<string>
 }
 
 /** camelCase → kebab-case: maxBodySize → max-body-size. */
 export const flagName = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+
+/** The literal values a field accepts, if it is a choice among strings. */
+const choicesOf = (ast: SchemaAST.AST): ReadonlyArray<string> => {
+  const out: Array<string> = []
+  const visit = (node: SchemaAST.AST): void => {
+    if (node._tag === "Union") node.types.forEach(visit)
+    else if (node._tag === "Literal" && typeof node.literal === "string") out.push(node.literal)
+  }
+  visit(SchemaAST.toEncoded(ast))
+  return out
+}
 
 const kindOf = (ast: SchemaAST.AST): Kind => {
   const encoded = SchemaAST.toEncoded(ast)
@@ -43,18 +75,31 @@ const kindOf = (ast: SchemaAST.AST): Kind => {
  *
  * @since 0.1.0
  */
-export const flagsOf = (fields: Schema.Struct.Fields): ReadonlyArray<Flag> =>
-  Object.entries(fields).map(([key, schema]) => ({
-    name: flagName(key),
-    key,
-    kind: kindOf(schema.ast),
-    description: SchemaAST.resolveDescription(schema.ast) ?? ""
-  }))
+export const flagsOf = (fields: Schema.Struct.Fields, overrides: FlagOverrides = {}): ReadonlyArray<Flag> =>
+  Object.entries(fields)
+    .filter(([key]) => !overrides.exclude?.includes(key))
+    .map(([key, schema]) => ({
+      name: flagName(overrides.rename?.[key] ?? key),
+      key,
+      kind: kindOf(schema.ast),
+      description: SchemaAST.resolveDescription(schema.ast) ?? "",
+      implicit: overrides.implicit?.[key],
+      choices: choicesOf(schema.ast),
+      octal: overrides.octal?.includes(key)
+    }))
 
 const sizeUnits: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }
 
 /** Whole numbers, with k/m/g (binary) suffixes for sizes: "64k", "1m". */
 const parseNumber = (flag: Flag, raw: string): Result.Result<number, UsageError> => {
+  if (flag.octal) {
+    return /^0?[0-7]{3}$/.test(raw)
+      ? Result.succeed(Number.parseInt(raw, 8))
+      : Result.fail(
+          new UsageError({ message: `--${flag.name}: expected an octal mode like 660, got ${JSON.stringify(raw)}` })
+        )
+  }
+  if (/^\d+(\.\d+)?$/.test(raw) && /Timeout$/.test(flag.key)) return Result.succeed(Number(raw))
   const match = /^(\d+)(?:([kmg])(?:i?b)?)?$/i.exec(raw)
   if (match === null) {
     return Result.fail(
@@ -134,6 +179,8 @@ export const parseArgs = (
     if (raw === undefined) {
       if (flag.kind === "boolean") {
         raw = "true"
+      } else if (flag.implicit !== undefined && !flag.choices.includes(argv[i + 1] ?? "")) {
+        raw = flag.implicit
       } else {
         raw = argv[++i]
         if (raw === undefined) return Result.fail(new UsageError({ message: `--${name} needs a value` }))

@@ -3,14 +3,68 @@
  *
  * @since 0.1.0
  */
+
+import * as Fs from "node:fs"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Result, Schema } from "effect"
 import { Http1ServerOptions } from "../options.ts"
-import { flagName, flagsOf, parseArgs } from "./args.ts"
+import { type Flag, flagName, flagsOf, parseArgs } from "./args.ts"
 import { serve } from "./serve.ts"
 
-const flags = flagsOf(Http1ServerOptions.fields)
+/** Flags that the command line has in place of the nested `tls` option: PEM files to read. */
+const tlsFlags: ReadonlyArray<Flag> = [
+  {
+    name: "tls-cert",
+    key: "tlsCert",
+    kind: "string",
+    choices: [],
+    description: "PEM certificate (chain) file; with --tls-key, serve HTTPS."
+  },
+  { name: "tls-key", key: "tlsKey", kind: "string", choices: [], description: "PEM private key file." },
+  {
+    name: "tls-ca",
+    key: "tlsCa",
+    kind: "string",
+    choices: [],
+    description: "PEM CA file: ask clients for a certificate and verify it against these CAs."
+  }
+]
+
+const flags: ReadonlyArray<Flag> = [
+  ...flagsOf(Http1ServerOptions.fields, {
+    rename: { path: "socket" },
+    exclude: ["tls"],
+    implicit: { accessLog: "combined" },
+    octal: ["socketMode"]
+  }),
+  ...tlsFlags
+]
 const defaults: Record<string, unknown> = Schema.decodeUnknownSync(Http1ServerOptions)({})
+
+const readPem = (flag: string, path: string): string => {
+  try {
+    return Fs.readFileSync(path, "utf8")
+  } catch (error) {
+    return fail(`--${flag}: cannot read ${path}: ${error instanceof Error ? error.message : String(error)}`, 2)
+  }
+}
+
+/** Turns the TLS file flags into the `tls` option. */
+const withTls = (options: Readonly<Record<string, string | number | boolean>>): Record<string, unknown> => {
+  const { tlsCert, tlsKey, tlsCa, ...rest } = options
+  if (tlsCert === undefined && tlsKey === undefined && tlsCa === undefined) return rest
+  if (typeof tlsCert !== "string" || typeof tlsKey !== "string") {
+    return fail("--tls-cert and --tls-key go together", 2)
+  }
+  return {
+    ...rest,
+    tls: {
+      cert: readPem("tls-cert", tlsCert),
+      key: readPem("tls-key", tlsKey),
+      ...(typeof tlsCa === "string" ? { ca: readPem("tls-ca", tlsCa), requestCert: true } : {})
+    }
+  }
+}
 
 /**
  * The usage text, generated from the options Schema.
@@ -19,8 +73,16 @@ const defaults: Record<string, unknown> = Schema.decodeUnknownSync(Http1ServerOp
  */
 export const usage = (): string => {
   const lines = flags.map((flag) => {
-    const value = flag.kind === "boolean" ? "" : flag.kind === "number" ? " N" : " TEXT"
-    return `  --${flag.name}${value}\n      ${flag.description} (default: ${JSON.stringify(defaults[flag.key])})`
+    const value =
+      flag.kind === "boolean"
+        ? ""
+        : flag.choices.length > 0
+          ? ` ${flag.choices.join("|")}`
+          : flag.kind === "number"
+            ? " N"
+            : " TEXT"
+    const fallback = defaults[flag.key] === undefined ? "" : ` (default: ${JSON.stringify(defaults[flag.key])})`
+    return `  --${flag.name}${value}\n      ${flag.description}${fallback}`
   })
   return [
     "usage: effect-appserver serve <module> [options]",
@@ -29,7 +91,7 @@ export const usage = (): string => {
     "(Effect<HttpServerResponse, E, HttpServerRequest>) or an HttpRouter layer.",
     "Prints `listening on URL` when ready; stops gracefully on SIGINT/SIGTERM.",
     "",
-    "options (sizes accept k, m and g suffixes: 64k, 10m):",
+    "options (sizes accept k, m and g suffixes: 64k, 10m; timeouts are seconds):",
     ...lines,
     "  -h, --help",
     "      Show this help."
@@ -49,7 +111,8 @@ const describe = (error: unknown): string => {
   if (typeof error === "object" && error !== null && "_tag" in error && error._tag === "InvalidOptions") {
     const option = "option" in error && typeof error.option === "string" ? error.option : ""
     const detail = "detail" in error && typeof error.detail === "string" ? error.detail : String(error)
-    return option === "" ? `invalid options: ${detail}` : `invalid value for --${flagName(option)}: ${detail}`
+    const flag = option === "path" ? "socket" : option.startsWith("tls") ? "tls-cert/--tls-key" : flagName(option)
+    return option === "" ? `invalid options: ${detail}` : `invalid value for --${flag}: ${detail}`
   }
   return error instanceof Error ? error.message : String(error)
 }
@@ -90,7 +153,7 @@ export const main = (argv: ReadonlyArray<string>): void => {
   process.on("SIGINT", onSignal)
   process.on("SIGTERM", onSignal)
 
-  const program = serve(module, parsed.success.options).pipe(
+  const program = serve(module, withTls(parsed.success.options)).pipe(
     Effect.catchCause((cause) => {
       const failure = Cause.findErrorOption(cause)
       if (failure._tag === "Some") return Effect.sync(() => fail(describe(failure.value), exitCode(failure.value)))

@@ -93,8 +93,11 @@ const serveLayer = (served: Served): Layer.Layer<never, unknown, HttpServer.Http
 export const serve = (module: string, options: Http1ServerOptionsInput) =>
   Effect.gen(function* () {
     const served = yield* loadServed(module)
+    const scheme = options.tls === undefined ? "http" : "https"
     const announce = Layer.effectDiscard(
-      Effect.flatMap(HttpServer.HttpServer, (server) => Console.log(`listening on ${formatListening(server.address)}`))
+      Effect.flatMap(HttpServer.HttpServer, (server) =>
+        Console.log(`listening on ${formatListening(server.address, scheme)}`)
+      )
     )
     yield* Layer.launch(
       announce.pipe(Layer.provideMerge(serveLayer(served)), Layer.provide(Http1Server.layer(options)))

@@ -231,7 +231,7 @@ export class Http1Connection implements ExchangeHost {
       }
       case IDLE:
         stats.timeouts.keepAlive++
-        this.end()
+        this.closeIdle()
         return
       case BODY: {
         stats.timeouts.request++
@@ -347,8 +347,16 @@ export class Http1Connection implements ExchangeHost {
    */
   drainForShutdown(): void {
     this.draining = true
-    if (this.idle) this.end()
+    if (this.idle) this.closeIdle()
     else this.process()
+  }
+
+  /** Closes a connection with nothing in flight: FIN once written data is out, no lingering. */
+  private closeIdle(): void {
+    if (this.ending || this.closed) return
+    this.ending = true
+    this.clearDeadline()
+    this.socket.destroySoon()
   }
 
   abort(): void {

@@ -75,8 +75,7 @@ export class Exchange implements RequestSource, ResponseTarget, BodySource {
   bytesSent = 0
   /** The request holds a slot under maxConcurrentRequests. */
   admitted = false
-  /** When the head was received: ms since the epoch, and a monotonic reading for durations. */
-  readonly receivedAt = Date.now()
+  /** When the head was received (a monotonic reading, for durations). */
   readonly receivedTick = performance.now()
   /** Whether the connection stays open after this exchange. */
   keepAlive: boolean
@@ -89,6 +88,11 @@ export class Exchange implements RequestSource, ResponseTarget, BodySource {
     this.head = head
     this.keepAlive = head.keepAlive
     this.body = new BodyReader(this, maxBodySize)
+  }
+
+  /** When the head was received, in ms since the epoch. */
+  get receivedAt(): number {
+    return performance.timeOrigin + this.receivedTick
   }
 
   // RequestSource
