@@ -51,7 +51,7 @@ const NOTES = [
   "Errors are the load generator's non-2xx (status >= 400) and socket errors; a run with errors is listed, not hidden.",
   "Memory: VmRSS of the server process tree from /proc, fresh server, baseline after a few requests and 1 s; " +
     "then each connection sends one keep-alive GET /, reads the response and idles 2 s. " +
-    "The node peers run with keepAliveTimeout 120 s so idle connections are not closed during the probe. " +
+    "All servers run with a 120 s keep-alive timeout so idle connections are not closed during the probe. " +
     "No GC can be forced in the servers, so the growth includes garbage from those requests not yet collected."
 ]
 

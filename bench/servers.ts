@@ -19,7 +19,12 @@ export interface ServerSpec {
 }
 
 export const SERVER_SPECS: ReadonlyArray<ServerSpec> = [
-  { id: "appserver", label: "effect-appserver", args: ["src/cli/bin.ts", "serve", "examples/echo.ts"] },
+  // keep-alive timeout 120 s as for the node peers: idle connections must survive the memory probe
+  {
+    id: "appserver",
+    label: "effect-appserver",
+    args: ["src/cli/bin.ts", "serve", "examples/echo.ts", "--keep-alive-timeout", "120"]
+  },
   { id: "effect-node", label: "NodeHttpServer", args: ["bench/peers/effect-node.ts"] },
   { id: "node-http", label: "node:http", args: ["bench/peers/node-http.ts"] }
 ]
