@@ -46,7 +46,7 @@ const clfTime = (ms: number): string => {
 }
 
 /** Escapes `"` and `\` and controls in a quoted field, so a request cannot forge log lines. */
-const escape = (value: string): string => {
+const escapeField = (value: string): string => {
   let out = ""
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i)
@@ -57,7 +57,7 @@ const escape = (value: string): string => {
   return out
 }
 
-const quoted = (value: string | undefined): string => (value === undefined ? '"-"' : `"${escape(value)}"`)
+const quoted = (value: string | undefined): string => (value === undefined ? '"-"' : `"${escapeField(value)}"`)
 
 const common = (r: AccessRecord): string =>
   `${r.remoteAddress ?? "-"} - - [${clfTime(r.time)}] ${quoted(`${r.method} ${r.target} ${r.protocol}`)} ${
