@@ -13,7 +13,7 @@ export {
   MaxSizeExceeded,
   PermissionDenied
 } from "./errors.ts"
-export { rawHeaders } from "./gateway/rawHeaders.ts"
+export { rawHeaders, tlsInfo } from "./gateway/rawHeaders.ts"
 /**
  * The HTTP/1.1 server (`Http1Server.layer(options)`).
  *
@@ -21,3 +21,6 @@ export { rawHeaders } from "./gateway/rawHeaders.ts"
  */
 export * as Http1Server from "./http/Http1Server.ts"
 export { HttpProtocolError } from "./http/HttpProtocolError.ts"
+export type { TlsInfo } from "./listen/Tls.ts"
+export type { AccessLogFormat } from "./stats/AccessLog.ts"
+export { Stats, type StatsSnapshot, type TimeoutKind } from "./stats/ServerStats.ts"

@@ -1,106 +1,20 @@
 /**
  * The `effect-appserver` command as a user runs it: a real child process on Node 24.
  */
-import { type ChildProcess, spawn } from "node:child_process"
 import * as Fs from "node:fs/promises"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
+import { cli, connectionRefused, exitOf, killAll, listening, text } from "./helpers/cli.ts"
 
-const root = Path.resolve(import.meta.dirname, "..")
-const bin = Path.join(root, "src/cli/bin.ts")
-
-interface Exit {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-}
-
-interface Cli {
-  readonly child: ChildProcess
-  readonly stdout: () => string
-  readonly stderr: () => string
-  readonly exited: Promise<Exit>
-}
-
-const running = new Set<ChildProcess>()
 const cleanups: Array<() => Promise<void>> = []
 
 afterEach(async () => {
   // whatever a test left behind: no child process outlives it
-  for (const child of running) child.kill("SIGKILL")
-  running.clear()
+  killAll()
   for (const cleanup of cleanups.splice(0)) await cleanup()
 })
-
-/** Runs `node src/cli/bin.ts ...args` in the repository root (process.execPath is Node 24 here). */
-const cli = (...args: ReadonlyArray<string>): Cli => {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
-  running.add(child)
-  let stdout = ""
-  let stderr = ""
-  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
-  const exited = new Promise<Exit>((resolve) => {
-    child.on("exit", (code, signal) => {
-      running.delete(child)
-      resolve({ code, signal })
-    })
-  })
-  return { child, stdout: () => stdout, stderr: () => stderr, exited }
-}
-
-/** Fails after `ms` with what the process printed so far. */
-const within = <A>(promise: Promise<A>, ms: number, what: string, run: Cli): Promise<A> =>
-  new Promise<A>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${what}: not within ${ms} ms\nstdout: ${run.stdout()}\nstderr: ${run.stderr()}`)),
-      ms
-    )
-    promise.then(
-      (value) => {
-        clearTimeout(timer)
-        resolve(value)
-      },
-      (error: unknown) => {
-        clearTimeout(timer)
-        reject(error)
-      }
-    )
-  })
-
-/** Waits for `listening on http://127.0.0.1:PORT` and returns the URL. */
-const listening = (run: Cli): Promise<string> =>
-  within(
-    new Promise<string>((resolve, reject) => {
-      const check = () => {
-        const match = /^listening on (http:\/\/127\.0\.0\.1:(\d+))$/m.exec(run.stdout())
-        if (match !== null && Number(match[2]) > 0) resolve(match[1])
-      }
-      run.child.stdout?.on("data", check)
-      check()
-      void run.exited.then((exit) => reject(new Error(`exited (${exit.code}) before listening: ${run.stderr()}`)))
-    }),
-    10_000,
-    "listening line",
-    run
-  )
-
-/** The exit of a process that is expected to stop on its own. */
-const exitOf = (run: Cli, ms = 10_000): Promise<Exit> => within(run.exited, ms, "exit", run)
-
-const text = async (url: string): Promise<string> => (await fetch(url)).text()
-
-const connectionRefused = (url: string): Promise<boolean> =>
-  new Promise((resolve) => {
-    const { hostname, port } = new URL(url)
-    const socket = Net.connect({ host: hostname, port: Number(port) })
-    socket.on("connect", () => {
-      socket.destroy()
-      resolve(false)
-    })
-    socket.on("error", () => resolve(true))
-  })
 
 describe("effect-appserver serve", () => {
   it("serves examples/echo.ts and stops with exit code 0 promptly on SIGTERM", async () => {
