@@ -8,9 +8,9 @@
 
 import type * as Net from "node:net"
 import * as NodeTls from "node:tls"
-import { Effect, type Exit, type Fiber } from "effect"
+import { Effect, type Exit } from "effect"
 import { ClientAbort } from "effect/http/HttpServerError"
-import type { ServerRequest } from "../gateway/ServerRequest.ts"
+import type { RequestRunner } from "../gateway/Runner.ts"
 import { type TlsInfo, tlsInfoOf } from "../listen/Tls.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
 import type { Admission, Waiter } from "./Admission.ts"
@@ -18,22 +18,6 @@ import { simpleResponse } from "./Encoder.ts"
 import { Exchange, type ExchangeHost } from "./Exchange.ts"
 import { HttpProtocolError } from "./HttpProtocolError.ts"
 import { type ParserLimits, type RequestHead, RequestParser } from "./Parser.ts"
-
-/**
- * How a connection runs the application.
- *
- * @since 0.1.0
- * @category models
- */
-export interface RequestRunner {
-  /** Starts the application for a request; the fiber may already be done when this returns. */
-  readonly run: (request: ServerRequest) => Fiber.Fiber<void, never>
-  readonly makeRequest: (exchange: Exchange) => ServerRequest
-  /** An exchange ended: log failures, count it. */
-  readonly completed: (exchange: Exchange, exit: Exit.Exit<void, never>) => void
-  /** A request was refused by the parser. */
-  readonly rejected: (error: HttpProtocolError) => void
-}
 
 /**
  * Connection settings. Timeouts are in milliseconds, 0 for none.
@@ -59,7 +43,7 @@ export interface ConnectionConfig {
  */
 export interface ConnectionServer {
   readonly config: ConnectionConfig
-  readonly runner: RequestRunner
+  readonly runner: RequestRunner<Exchange>
   readonly stats: ServerStats
   /** Present when maxConcurrentRequests limits the app. */
   readonly admission: Admission | undefined
@@ -582,7 +566,7 @@ export class Http1Connection implements ExchangeHost {
   /** Runs the app for the exchange; it may complete before this returns. */
   private run(exchange: Exchange): void {
     const runner = this.server.runner
-    const fiber = runner.run(runner.makeRequest(exchange))
+    const fiber = runner.run(exchange)
     exchange.fiber = fiber
     const exit = fiber.pollUnsafe()
     if (exit !== undefined) {

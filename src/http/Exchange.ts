@@ -8,7 +8,7 @@
 import { Effect, type Exit, Fiber } from "effect"
 import { BodyReader, type BodySource } from "../gateway/BodyReader.ts"
 import type { ResponseInit, ResponseTarget } from "../gateway/ResponseTarget.ts"
-import type { RequestSource } from "../gateway/ServerRequest.ts"
+import type { RunExchange } from "../gateway/Runner.ts"
 import type { TlsInfo } from "../listen/Tls.ts"
 import { chunkHeader, continueResponse, encodeHead, lastChunk, simpleResponse } from "./Encoder.ts"
 import type { RequestHead } from "./Parser.ts"
@@ -56,7 +56,7 @@ const coalesceLimit = Buffer.poolSize >>> 1
  * @since 0.1.0
  * @category models
  */
-export class Exchange implements RequestSource, ResponseTarget, BodySource {
+export class Exchange implements RunExchange, ResponseTarget, BodySource {
   readonly host: ExchangeHost
   readonly head: RequestHead
   readonly body: BodyReader
@@ -102,6 +102,12 @@ export class Exchange implements RequestSource, ResponseTarget, BodySource {
   }
   get url(): string {
     return this.head.url
+  }
+  get target(): string {
+    return this.head.target
+  }
+  get protocolLabel(): string {
+    return this.head.versionMinor === 1 ? "HTTP/1.1" : "HTTP/1.0"
   }
   get rawHeaders(): ReadonlyArray<string> {
     return this.head.rawHeaders

@@ -15,25 +15,22 @@ import * as Net from "node:net"
 import type * as NodeTls from "node:tls"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as NodeServices from "@effect/platform-node/NodeServices"
-import { Context, Effect, FiberSet, Layer, Option, Schedule } from "effect"
+import { Context, Effect, FiberSet, Layer, Schedule } from "effect"
 import type * as Etag from "effect/http/Etag"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import type { HttpClient } from "effect/http/HttpClient"
 import type * as HttpPlatform from "effect/http/HttpPlatform"
 import * as HttpServer from "effect/http/HttpServer"
-import { causeResponseStripped } from "effect/http/HttpServerError"
-import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import type * as Scope from "effect/Scope"
 import type { BindError, InvalidOptions } from "../errors.ts"
 import * as Gateway from "../gateway/Gateway.ts"
-import { ServerRequest } from "../gateway/ServerRequest.ts"
+import { makeRunner } from "../gateway/Runner.ts"
 import { describeTarget, listen, targetOf } from "../listen/Listener.ts"
 import * as Tls from "../listen/Tls.ts"
 import { decodeOptions, type Http1ServerConfig, Http1ServerOptions, type Http1ServerOptionsInput } from "../options.ts"
-import { formatAccess } from "../stats/AccessLog.ts"
 import { registerMetrics, ServerStats, Stats } from "../stats/ServerStats.ts"
 import { Admission } from "./Admission.ts"
-import { type ConnectionConfig, type ConnectionServer, Http1Connection, type RequestRunner } from "./Connection.ts"
+import { type ConnectionConfig, type ConnectionServer, Http1Connection } from "./Connection.ts"
 import { simpleResponse } from "./Encoder.ts"
 import type { Exchange } from "./Exchange.ts"
 
@@ -65,68 +62,6 @@ const sweepInterval = (config: Http1ServerConfig): number => {
     .filter((t) => t > 0)
     .map(millis)
   return Math.min(1000, Math.max(50, Math.floor(Math.min(...timeouts, 4000) / 4)))
-}
-
-const header = (exchange: Exchange, name: string): string | undefined => {
-  const raw = exchange.rawHeaders
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) return raw[i + 1]
-  return undefined
-}
-
-const makeRunner = (
-  handled: Effect.Effect<void, never, HttpServerRequest>,
-  services: Context.Context<never>,
-  stats: ServerStats,
-  accessLog: Http1ServerConfig["accessLog"]
-): RequestRunner => {
-  const log = (effect: Effect.Effect<void>) => {
-    Effect.runForkWith(services)(effect)
-  }
-  return {
-    makeRequest: (exchange) => new ServerRequest(exchange),
-    run: (request) => Effect.runForkWith(Context.add(services, HttpServerRequest, request))(handled),
-    completed: (exchange, exit) => {
-      const seconds = (performance.now() - exchange.receivedTick) / 1000
-      stats.duration(seconds)
-      if (accessLog !== "off") {
-        const head = exchange.head
-        log(
-          Effect.log(
-            formatAccess(accessLog, {
-              remoteAddress: exchange.remoteAddress,
-              time: exchange.receivedAt,
-              method: head.method,
-              target: head.target,
-              protocol: head.versionMinor === 1 ? "HTTP/1.1" : "HTTP/1.0",
-              status: exchange.status,
-              bytes: exchange.bytesSent,
-              referer: header(exchange, "referer"),
-              userAgent: header(exchange, "user-agent"),
-              duration: seconds
-            })
-          )
-        )
-      }
-      if (exit._tag !== "Failure") return
-      // The cause carries the error response as a defect too; log only what went wrong.
-      const [, cause] = causeResponseStripped(exit.cause)
-      if (Option.isSome(cause) && Gateway.isServerFailure(cause.value, exchange.status, exchange.aborted)) {
-        log(
-          Effect.logError("request failed", cause.value).pipe(
-            Effect.annotateLogs({
-              "http.method": exchange.method,
-              "http.url": exchange.url,
-              "http.status": exchange.status
-            })
-          )
-        )
-      }
-    },
-    rejected: (error) => {
-      stats.protocolError(error.status)
-      log(Effect.logDebug("request refused", error.status, error.reason))
-    }
-  }
 }
 
 /** Refuses a connection over maxConnections: 503 and close, never a silent drop or a hang. */
@@ -200,7 +135,12 @@ export const make = (
       address: listener.address,
       serve: Effect.fnUntraced(function* (app, middleware) {
         const services = yield* Effect.context<never>()
-        const runner = makeRunner(Gateway.toHandled(app, middleware), services, stats, config.accessLog)
+        const runner = makeRunner<Exchange>({
+          handled: Gateway.toHandled(app, middleware),
+          services,
+          stats,
+          accessLog: config.accessLog
+        })
         let onEmpty: (() => void) | undefined
         const connServer: ConnectionServer = {
           config: connConfig,

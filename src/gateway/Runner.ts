@@ -1,0 +1,123 @@
+/**
+ * Running the application for each request, and what follows it: the request duration in the
+ * stats, the access log line, and the log of a failure. Shared by the HTTP/1.1 and SCGI servers.
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, type Exit, type Fiber, Option } from "effect"
+import { causeResponseStripped } from "effect/http/HttpServerError"
+import { HttpServerRequest } from "effect/http/HttpServerRequest"
+import { type AccessLogFormat, formatAccess } from "../stats/AccessLog.ts"
+import type { ServerStats } from "../stats/ServerStats.ts"
+import * as Gateway from "./Gateway.ts"
+import type { RequestSource } from "./ServerRequest.ts"
+import { ServerRequest } from "./ServerRequest.ts"
+
+/**
+ * What the runner reads of a finished exchange.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunExchange extends RequestSource {
+  /** When the request was received (`performance.now()`), for its duration. */
+  readonly receivedTick: number
+  /** When the request was received, in ms since the epoch, for the access log. */
+  readonly receivedAt: number
+  /** The request target as received, for the access log. */
+  readonly target: string
+  /** The protocol and version as the access log names it, e.g. `HTTP/1.1`. */
+  readonly protocolLabel: string
+  readonly status: number
+  /** Response body bytes sent. */
+  readonly bytesSent: number
+  readonly aborted: boolean
+}
+
+/**
+ * How a connection runs the application.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RequestRunner<X extends RunExchange> {
+  /** Starts the application for a request; the fiber may already be done when this returns. */
+  readonly run: (exchange: X) => Fiber.Fiber<void, never>
+  /** An exchange ended: log failures, count it. */
+  readonly completed: (exchange: X, exit: Exit.Exit<void, never>) => void
+  /** A request was refused by the protocol parser. */
+  readonly rejected: (error: { readonly status: number; readonly reason: string }) => void
+}
+
+const header = (exchange: RunExchange, name: string): string | undefined => {
+  const raw = exchange.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) return raw[i + 1]
+  return undefined
+}
+
+/**
+ * A runner for the app `handled` (from `Gateway.toHandled`) with the server's `services`;
+ * `contextOf` adds per-request services beyond the request itself.
+ *
+ * @since 0.1.0
+ */
+export const makeRunner = <X extends RunExchange>(options: {
+  readonly handled: Effect.Effect<void, never, HttpServerRequest>
+  readonly services: Context.Context<never>
+  readonly stats: ServerStats
+  readonly accessLog: AccessLogFormat | "off"
+  readonly contextOf?:
+    | ((exchange: X, context: Context.Context<HttpServerRequest>) => Context.Context<HttpServerRequest>)
+    | undefined
+}): RequestRunner<X> => {
+  const { accessLog, contextOf, handled, services, stats } = options
+  const log = (effect: Effect.Effect<void>) => {
+    Effect.runForkWith(services)(effect)
+  }
+  return {
+    run: (exchange) => {
+      const context = Context.add(services, HttpServerRequest, new ServerRequest(exchange))
+      return Effect.runForkWith(contextOf === undefined ? context : contextOf(exchange, context))(handled)
+    },
+    completed: (exchange, exit) => {
+      const seconds = (performance.now() - exchange.receivedTick) / 1000
+      stats.duration(seconds)
+      if (accessLog !== "off") {
+        log(
+          Effect.log(
+            formatAccess(accessLog, {
+              remoteAddress: exchange.remoteAddress,
+              time: exchange.receivedAt,
+              method: exchange.method,
+              target: exchange.target,
+              protocol: exchange.protocolLabel,
+              status: exchange.status,
+              bytes: exchange.bytesSent,
+              referer: header(exchange, "referer"),
+              userAgent: header(exchange, "user-agent"),
+              duration: seconds
+            })
+          )
+        )
+      }
+      if (exit._tag !== "Failure") return
+      // The cause carries the error response as a defect too; log only what went wrong.
+      const [, cause] = causeResponseStripped(exit.cause)
+      if (Option.isSome(cause) && Gateway.isServerFailure(cause.value, exchange.status, exchange.aborted)) {
+        log(
+          Effect.logError("request failed", cause.value).pipe(
+            Effect.annotateLogs({
+              "http.method": exchange.method,
+              "http.url": exchange.url,
+              "http.status": exchange.status
+            })
+          )
+        )
+      }
+    },
+    rejected: (error) => {
+      stats.protocolError(error.status)
+      log(Effect.logDebug("request refused", error.status, error.reason))
+    }
+  }
+}
