@@ -223,8 +223,10 @@ export class Http1Connection implements ExchangeHost {
         this.closeAfterCurrent = true
         if (exchange !== undefined) {
           exchange.bodyDone = true
-          exchange.body.fail(new HttpProtocolError({ status: 408, reason: "request body not received in time" }))
+          // The 408 goes out before the body fails: failing it can resume the app at once, whose
+          // error response (400 for a body read error) would otherwise win.
           if (!exchange.headSent) exchange.sendSimple(408, "request body not received in time\n")
+          exchange.body.fail(new HttpProtocolError({ status: 408, reason: "request body not received in time" }))
           if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe()
         }
         this.end()
