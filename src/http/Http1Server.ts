@@ -11,11 +11,10 @@
  * @since 0.1.0
  */
 
-import * as Net from "node:net"
-import type * as NodeTls from "node:tls"
+import type * as Net from "node:net"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as NodeServices from "@effect/platform-node/NodeServices"
-import { Context, Effect, FiberSet, Layer, Schedule } from "effect"
+import { Context, Effect, Layer } from "effect"
 import type * as Etag from "effect/http/Etag"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import type { HttpClient } from "effect/http/HttpClient"
@@ -25,12 +24,13 @@ import type * as Scope from "effect/Scope"
 import type { BindError, InvalidOptions } from "../errors.ts"
 import * as Gateway from "../gateway/Gateway.ts"
 import { makeRunner } from "../gateway/Runner.ts"
+import { Acceptor, createServer } from "../listen/Acceptor.ts"
 import { describeTarget, listen, targetOf } from "../listen/Listener.ts"
 import * as Tls from "../listen/Tls.ts"
 import { decodeOptions, type Http1ServerConfig, Http1ServerOptions, type Http1ServerOptionsInput } from "../options.ts"
 import { registerMetrics, ServerStats, Stats } from "../stats/ServerStats.ts"
 import { Admission } from "./Admission.ts"
-import { type ConnectionConfig, type ConnectionServer, Http1Connection } from "./Connection.ts"
+import { type ConnectionConfig, Http1Connection } from "./Connection.ts"
 import { simpleResponse } from "./Encoder.ts"
 import type { Exchange } from "./Exchange.ts"
 
@@ -93,43 +93,32 @@ export const make = (
     const tlsContext = tlsSettings === undefined ? undefined : yield* Tls.secureContext(tlsSettings)
     const connConfig = connectionConfig(config)
     const stats = new ServerStats()
-    const live = new Set<Http1Connection>()
-    let handshaking = 0
-    stats.live = () => {
-      let idle = 0
-      let bytesRead = 0
-      let bytesWritten = 0
-      for (const conn of live) {
-        if (conn.idle) idle++
-        bytesRead += conn.socket.bytesRead
-        bytesWritten += conn.socket.bytesWritten
-      }
-      return { open: live.size + handshaking, idle, bytesRead, bytesWritten }
-    }
-
-    const server = Net.createServer({
-      noDelay: config.noDelay,
-      pauseOnConnect: true,
-      // As in Node's and Go's servers, a client that sends FIN has gone away: Node then ends
-      // our side after what was written, the socket closes, and a request in progress is
-      // interrupted like on a disconnect.
-      allowHalfOpen: false
-    })
-    let accept: ((socket: Net.Socket) => void) | undefined
-    const waiting = new Set<Net.Socket>()
-    server.on("connection", (socket: Net.Socket) => {
-      if (accept !== undefined) return accept(socket)
-      // Connections that arrive before an app is served wait (paused) for it.
-      waiting.add(socket)
-      socket.once("close", () => waiting.delete(socket))
-    })
+    const server = createServer(config.noDelay)
+    const acceptor = new Acceptor<Http1Connection>(server, stats)
     const listener = yield* listen(server, target)
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        for (const socket of waiting) socket.destroy()
-      })
-    )
+    yield* Effect.addFinalizer(() => acceptor.closeWaiting)
     yield* registerMetrics(stats, describeTarget(target).replace(/:0$/, `:${portOf(listener.address)}`))
+
+    // The TLS handshake runs in the connection's fiber with its own timeout, so a slow or failed
+    // handshake never holds up accepting (cheroot#748).
+    const secure =
+      tlsContext === undefined || tlsSettings === undefined
+        ? undefined
+        : (socket: Net.Socket): Effect.Effect<Net.Socket | undefined> =>
+            Tls.handshake(socket, tlsContext, tlsSettings).pipe(
+              config.handshakeTimeout > 0
+                ? Effect.timeoutOrElse({
+                    duration: millis(config.handshakeTimeout),
+                    orElse: () => {
+                      stats.timeouts.handshake++
+                      return Effect.fail(new Tls.HandshakeFailed({ reason: "closed" }))
+                    }
+                  })
+                : (effect) => effect,
+              Effect.catchTag("HandshakeFailed", (error) =>
+                Effect.as(Effect.logDebug("TLS handshake failed", error.reason), undefined)
+              )
+            )
 
     const httpServer = HttpServer.make({
       address: listener.address,
@@ -141,104 +130,20 @@ export const make = (
           stats,
           accessLog: config.accessLog
         })
-        let onEmpty: (() => void) | undefined
-        const connServer: ConnectionServer = {
-          config: connConfig,
-          runner,
-          stats,
-          admission:
-            config.maxConcurrentRequests > 0
-              ? new Admission(config.maxConcurrentRequests, millis(config.requestQueueTimeout))
-              : undefined,
-          forget: (conn) => {
-            live.delete(conn)
-            if (live.size === 0) onEmpty?.()
-          }
-        }
-        // Each connection runs as a fiber in this set; closing the serve scope runs the graceful
-        // stop below first, then the set's finalizer interrupts whatever fiber remains.
-        const connections = yield* FiberSet.make<void>()
-        const runFork = yield* FiberSet.runtime(connections)<never>()
-        yield* Effect.addFinalizer(() =>
-          Effect.gen(function* () {
-            accept = undefined
-            server.close()
-            for (const conn of live) conn.drainForShutdown()
-            const drained = Effect.callback<void>((resume) => {
-              if (live.size === 0) return resume(Effect.void)
-              onEmpty = () => resume(Effect.void)
-            })
-            yield* Effect.timeoutOption(drained, millis(config.shutdownTimeout))
-            yield* Effect.forEach(live, (conn) => conn.stop, { concurrency: "unbounded", discard: true })
-          })
-        )
-
-        const serveSocket = (socket: Net.Socket | NodeTls.TLSSocket): Effect.Effect<void> => {
-          const conn = new Http1Connection(socket, connServer)
-          live.add(conn)
-          return conn.lifetime
-        }
-        const overLimit = () => config.maxConnections > 0 && live.size + handshaking >= config.maxConnections
-        const secured = (socket: Net.Socket, context: NodeTls.SecureContext, settings: Tls.TlsSettings) =>
-          Effect.suspend(() => {
-            handshaking++
-            return Tls.handshake(socket, context, settings)
-          }).pipe(
-            config.handshakeTimeout > 0
-              ? Effect.timeoutOrElse({
-                  duration: millis(config.handshakeTimeout),
-                  orElse: () => {
-                    stats.timeouts.handshake++
-                    return Effect.fail(new Tls.HandshakeFailed({ reason: "closed" }))
-                  }
-                })
-              : (effect) => effect,
-            Effect.ensuring(
-              Effect.sync(() => {
-                handshaking--
-              })
-            ),
-            Effect.flatMap((secure) => {
-              if (!overLimit()) return serveSocket(secure)
-              stats.rejectedConnections++
-              return Effect.sync(() => refuse(secure, config.serverName))
-            }),
-            Effect.catchTag("HandshakeFailed", (error) => Effect.logDebug("TLS handshake failed", error.reason))
-          )
-        const onConnection = (socket: Net.Socket) => {
-          stats.accepted++
-          if (tlsContext !== undefined && tlsSettings !== undefined) {
-            runFork(secured(socket, tlsContext, tlsSettings))
-            return
-          }
-          if (overLimit()) {
-            stats.rejectedConnections++
-            refuse(socket, config.serverName)
-            return
-          }
-          runFork(serveSocket(socket))
-        }
-        // Deadlines (timeouts, the request queue) are checked by one sweep over the live
-        // connections on a fixed schedule, rather than a timer per connection.
-        const sweep = Effect.sync(() => {
-          const now = Date.now()
-          for (const conn of live) if (conn.deadline !== 0 && now >= conn.deadline) conn.timeout()
-          connServer.admission?.expire(now)
+        const admission =
+          config.maxConcurrentRequests > 0
+            ? new Admission(config.maxConcurrentRequests, millis(config.requestQueueTimeout))
+            : undefined
+        yield* acceptor.serve({
+          maxConnections: config.maxConnections,
+          shutdownTimeout: millis(config.shutdownTimeout),
+          sweepInterval: sweepInterval(config),
+          refuse: (socket) => refuse(socket, config.serverName),
+          prepare: secure,
+          onSweep: admission === undefined ? undefined : (now) => admission.expire(now),
+          connection: (socket, forget) =>
+            new Http1Connection(socket, { config: connConfig, runner, stats, admission, forget })
         })
-        yield* FiberSet.run(connections, Effect.repeat(sweep, Schedule.spaced(sweepInterval(config))))
-        // The accept loop: a fiber supervised by the serve scope that owns the listener's
-        // connection handler while it runs.
-        yield* FiberSet.run(
-          connections,
-          Effect.callback<never>(() => {
-            accept = onConnection
-            for (const socket of waiting) onConnection(socket)
-            waiting.clear()
-            return Effect.sync(() => {
-              if (accept === onConnection) accept = undefined
-            })
-          })
-        )
       })
     })
     return Context.make(HttpServer.HttpServer, httpServer).pipe(

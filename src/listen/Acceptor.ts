@@ -1,0 +1,207 @@
+/**
+ * What every server does with its listening socket, whatever the protocol: accept connections
+ * (holding early ones until an app is served), refuse those over `maxConnections`, run each
+ * connection as a fiber in a `FiberSet`, check deadlines on a schedule, and stop gracefully.
+ *
+ * @since 0.1.0
+ */
+import * as Net from "node:net"
+import { Effect, FiberSet, Schedule } from "effect"
+import type * as Scope from "effect/Scope"
+import type { ServerStats } from "../stats/ServerStats.ts"
+
+/**
+ * A protocol's connection as the acceptor drives it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LiveConnection {
+  readonly socket: Net.Socket
+  /** Waiting for a request with nothing of it received. */
+  readonly idle: boolean
+  /** When the current phase times out (ms since the epoch), 0 for none. */
+  readonly deadline: number
+  /** The deadline has passed. */
+  timeout(): void
+  /** Graceful stop: close when idle, else after the requests already received. */
+  drainForShutdown(): void
+  /** Interrupts what is running and closes the socket. */
+  readonly stop: Effect.Effect<void>
+  /** Serves the connection; completes when its socket has closed. */
+  readonly lifetime: Effect.Effect<void>
+}
+
+/**
+ * How connections are served once an app is.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ServeOptions<C extends LiveConnection> {
+  readonly maxConnections: number
+  /** Milliseconds requests in progress get when the server stops. */
+  readonly shutdownTimeout: number
+  /** Milliseconds between deadline checks. */
+  readonly sweepInterval: number
+  /** Answers a connection over maxConnections (503) and closes it. */
+  readonly refuse: (socket: Net.Socket) => void
+  /** Makes a connection of an accepted socket; `forget` takes it out of the live set when it closes. */
+  readonly connection: (socket: Net.Socket, forget: (connection: C) => void) => C
+  /**
+   * Work before a socket becomes a connection (a TLS handshake), run in the connection's fiber;
+   * undefined when the socket did not make it (and is closed). Sockets being prepared count as
+   * open connections.
+   */
+  readonly prepare?: ((socket: Net.Socket) => Effect.Effect<Net.Socket | undefined>) | undefined
+  /** Run on each deadline check, e.g. to expire queued requests. */
+  readonly onSweep?: ((now: number) => void) | undefined
+}
+
+/**
+ * Takes over a listening `server`'s connections for `stats`: those that arrive before `serve`
+ * wait, paused (the server must be created with `pauseOnConnect`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Acceptor<C extends LiveConnection> {
+  private readonly server: Net.Server
+  private readonly stats: ServerStats
+  private accept: ((socket: Net.Socket) => void) | undefined
+  private readonly waiting = new Set<Net.Socket>()
+  private readonly live = new Set<C>()
+  private preparing = 0
+
+  constructor(server: Net.Server, stats: ServerStats) {
+    this.server = server
+    this.stats = stats
+    server.on("connection", (socket: Net.Socket) => {
+      if (this.accept !== undefined) return this.accept(socket)
+      this.waiting.add(socket)
+      socket.once("close", () => this.waiting.delete(socket))
+    })
+    stats.live = () => {
+      let idle = 0
+      let bytesRead = 0
+      let bytesWritten = 0
+      for (const conn of this.live) {
+        if (conn.idle) idle++
+        bytesRead += conn.socket.bytesRead
+        bytesWritten += conn.socket.bytesWritten
+      }
+      return { open: this.live.size + this.preparing, idle, bytesRead, bytesWritten }
+    }
+  }
+
+  /** Closes connections still waiting for an app (when the server's scope closes). */
+  get closeWaiting(): Effect.Effect<void> {
+    return Effect.sync(() => {
+      for (const socket of this.waiting) socket.destroy()
+      this.waiting.clear()
+    })
+  }
+
+  /**
+   * Serves connections for the rest of the scope. Closing the scope is the graceful stop:
+   * accepting stops at once, idle connections close, connections with requests have
+   * `shutdownTimeout` to finish them, then what remains is stopped.
+   */
+  serve(options: ServeOptions<C>): Effect.Effect<void, never, Scope.Scope> {
+    const { live, server, stats } = this
+    const self = this
+    return Effect.gen(function* () {
+      let onEmpty: (() => void) | undefined
+      const forget = (conn: C) => {
+        live.delete(conn)
+        if (live.size === 0) onEmpty?.()
+      }
+      // Each connection runs as a fiber in this set; closing the scope runs the graceful stop
+      // below first, then the set's finalizer interrupts whatever fiber remains.
+      const connections = yield* FiberSet.make<void>()
+      const runFork = yield* FiberSet.runtime(connections)<never>()
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function* () {
+          self.accept = undefined
+          server.close()
+          for (const conn of live) conn.drainForShutdown()
+          const drained = Effect.callback<void>((resume) => {
+            if (live.size === 0) return resume(Effect.void)
+            onEmpty = () => resume(Effect.void)
+          })
+          yield* Effect.timeoutOption(drained, options.shutdownTimeout)
+          yield* Effect.forEach(live, (conn) => conn.stop, { concurrency: "unbounded", discard: true })
+        })
+      )
+
+      const overLimit = () => options.maxConnections > 0 && live.size + self.preparing >= options.maxConnections
+      const serveSocket = (socket: Net.Socket): Effect.Effect<void> => {
+        if (overLimit()) {
+          stats.rejectedConnections++
+          return Effect.sync(() => options.refuse(socket))
+        }
+        const conn = options.connection(socket, forget)
+        live.add(conn)
+        return conn.lifetime
+      }
+      const prepare = options.prepare
+      const prepared = (socket: Net.Socket, prepare: (socket: Net.Socket) => Effect.Effect<Net.Socket | undefined>) =>
+        Effect.suspend(() => {
+          self.preparing++
+          return prepare(socket)
+        }).pipe(
+          Effect.ensuring(
+            Effect.sync(() => {
+              self.preparing--
+            })
+          ),
+          Effect.flatMap((ready) => (ready === undefined ? Effect.void : serveSocket(ready)))
+        )
+      const onConnection = (socket: Net.Socket) => {
+        stats.accepted++
+        if (prepare !== undefined) {
+          // Over the limit, a socket is refused at once rather than after the work of preparing it.
+          if (overLimit()) {
+            stats.rejectedConnections++
+            options.refuse(socket)
+            return
+          }
+          runFork(prepared(socket, prepare))
+          return
+        }
+        runFork(serveSocket(socket))
+      }
+      // Deadlines are checked by one sweep over the live connections on a fixed schedule,
+      // rather than a timer per connection.
+      const sweep = Effect.sync(() => {
+        const now = Date.now()
+        for (const conn of live) if (conn.deadline !== 0 && now >= conn.deadline) conn.timeout()
+        options.onSweep?.(now)
+      })
+      yield* FiberSet.run(connections, Effect.repeat(sweep, Schedule.spaced(options.sweepInterval)))
+      // The accept loop: a fiber supervised by the scope that owns the listener's connection
+      // handler while it runs.
+      yield* FiberSet.run(
+        connections,
+        Effect.callback<never>(() => {
+          self.accept = onConnection
+          for (const socket of self.waiting) onConnection(socket)
+          self.waiting.clear()
+          return Effect.sync(() => {
+            if (self.accept === onConnection) self.accept = undefined
+          })
+        })
+      )
+    })
+  }
+}
+
+/**
+ * A listening socket server for the acceptor: connections arrive paused, and a client that sends
+ * FIN has gone away (as in Node's and Go's servers: Node ends our side after what was written,
+ * the socket closes, and a request in progress is interrupted like on a disconnect).
+ *
+ * @since 0.1.0
+ */
+export const createServer = (noDelay: boolean): Net.Server =>
+  Net.createServer({ noDelay, pauseOnConnect: true, allowHalfOpen: false })
