@@ -22,5 +22,11 @@ export { rawHeaders, tlsInfo } from "./gateway/rawHeaders.ts"
 export * as Http1Server from "./http/Http1Server.ts"
 export { HttpProtocolError } from "./http/HttpProtocolError.ts"
 export type { TlsInfo } from "./listen/Tls.ts"
+/**
+ * The SCGI server (`ScgiServer.layer(options)`), for apps behind nginx, Apache or lighttpd.
+ *
+ * @since 0.1.0
+ */
+export * as ScgiServer from "./scgi/ScgiServer.ts"
 export type { AccessLogFormat } from "./stats/AccessLog.ts"
 export { Stats, type StatsSnapshot, type TimeoutKind } from "./stats/ServerStats.ts"

@@ -148,6 +148,49 @@ export const Http1ServerOptions = Schema.Struct({
 })
 
 /**
+ * Options of the SCGI server: where to listen (port 4000 by default, the SCGI convention), the
+ * operational fields that apply to one request per connection, and SCGI's own limits.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const ScgiServerOptions = Schema.Struct({
+  ...ListenFields,
+  port: field(int(0, 65535), 4000, "TCP port; 0 picks a free ephemeral port (see the server's address)."),
+  headersTimeout: OperationFields.headersTimeout,
+  requestTimeout: OperationFields.requestTimeout,
+  shutdownTimeout: OperationFields.shutdownTimeout,
+  maxConnections: OperationFields.maxConnections,
+  maxConcurrentRequests: OperationFields.maxConcurrentRequests,
+  requestQueueTimeout: OperationFields.requestQueueTimeout,
+  accessLog: OperationFields.accessLog,
+  noDelay: field(Schema.Boolean, true, "Disable Nagle's algorithm (TCP_NODELAY) so responses go out at once."),
+  maxHeaderSize: field(int(16, 16 * MiB), 64 * KiB, "Largest SCGI header netstring in bytes (400 beyond it)."),
+  maxBodySize: field(
+    int(0, Number.MAX_SAFE_INTEGER),
+    64 * MiB,
+    "Largest request body in bytes (413 before the app runs: SCGI always declares the length)."
+  ),
+  environ: field(
+    Schema.Record(Schema.String, Schema.String),
+    {},
+    "Variables every request's environment gets, under the front end's own (wsgitools' config)."
+  )
+})
+
+/**
+ * @since 0.1.0
+ * @category options
+ */
+export type ScgiServerOptionsInput = typeof ScgiServerOptions.Encoded
+
+/**
+ * @since 0.1.0
+ * @category options
+ */
+export type ScgiServerConfig = typeof ScgiServerOptions.Type
+
+/**
  * What callers pass: every field optional.
  *
  * @since 0.1.0

@@ -186,6 +186,11 @@ export const parseArgs = (
         if (raw === undefined) return Result.fail(new UsageError({ message: `--${name} needs a value` }))
       }
     }
+    if (flag.choices.length > 0 && !flag.choices.includes(raw)) {
+      return Result.fail(
+        new UsageError({ message: `--${name} must be one of ${flag.choices.join(", ")}, got ${JSON.stringify(raw)}` })
+      )
+    }
     const value: Result.Result<string | number | boolean, UsageError> =
       flag.kind === "number"
         ? parseNumber(flag, raw)

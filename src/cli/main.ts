@@ -7,7 +7,7 @@
 import * as Fs from "node:fs"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Result, Schema } from "effect"
-import { Http1ServerOptions } from "../options.ts"
+import { Http1ServerOptions, ScgiServerOptions } from "../options.ts"
 import { type Flag, flagName, flagsOf, parseArgs } from "./args.ts"
 import { serve } from "./serve.ts"
 
@@ -30,16 +30,36 @@ const tlsFlags: ReadonlyArray<Flag> = [
   }
 ]
 
-const flags: ReadonlyArray<Flag> = [
-  ...flagsOf(Http1ServerOptions.fields, {
-    rename: { path: "socket" },
-    exclude: ["tls"],
-    implicit: { accessLog: "combined" },
-    octal: ["socketMode"]
-  }),
-  ...tlsFlags
-]
-const defaults: Record<string, unknown> = Schema.decodeUnknownSync(Http1ServerOptions)({})
+const protocolFlag: Flag = {
+  name: "protocol",
+  key: "protocol",
+  kind: "string",
+  choices: ["http", "scgi"],
+  description: "Speak HTTP/1.1 to clients, or SCGI to a front end such as nginx (default port 4000)."
+}
+
+const overrides = {
+  rename: { path: "socket" },
+  exclude: ["tls", "environ"],
+  implicit: { accessLog: "combined" },
+  octal: ["socketMode"]
+}
+const httpFlags = flagsOf(Http1ServerOptions.fields, overrides)
+const flags: ReadonlyArray<Flag> = [protocolFlag, ...httpFlags, ...tlsFlags]
+const defaults: Record<string, unknown> = { protocol: "http", ...Schema.decodeUnknownSync(Http1ServerOptions)({}) }
+/** The options SCGI takes: the rest of the flags are HTTP's only. */
+const scgiKeys = new Set(flagsOf(ScgiServerOptions.fields, overrides).map((flag) => flag.key))
+
+/** Refuses flags that do not apply to SCGI (keep-alive, TLS and HTTP's own limits), naming them. */
+const scgiOptions = (options: Readonly<Record<string, string | number | boolean>>): Record<string, unknown> => {
+  for (const key of Object.keys(options)) {
+    if (!scgiKeys.has(key)) {
+      const flag = flags.find((f) => f.key === key)?.name ?? flagName(key)
+      fail(`--${flag} does not apply to --protocol scgi`, 2)
+    }
+  }
+  return options
+}
 
 const readPem = (flag: string, path: string): string => {
   try {
@@ -90,6 +110,8 @@ export const usage = (): string => {
     "Serves the default export of <module>: an Effect HTTP app",
     "(Effect<HttpServerResponse, E, HttpServerRequest>) or an HttpRouter layer.",
     "Prints `listening on URL` when ready; stops gracefully on SIGINT/SIGTERM.",
+    "With --protocol scgi the port defaults to 4000, --max-header-size bounds the SCGI",
+    "header netstring (default 64k), and the keep-alive, TLS and HTTP-limit flags do not apply.",
     "",
     "options (sizes accept k, m and g suffixes: 64k, 10m; timeouts are seconds):",
     ...lines,
@@ -153,7 +175,12 @@ export const main = (argv: ReadonlyArray<string>): void => {
   process.on("SIGINT", onSignal)
   process.on("SIGTERM", onSignal)
 
-  const program = serve(module, withTls(parsed.success.options)).pipe(
+  const { protocol, ...options } = parsed.success.options
+  const program = (
+    protocol === "scgi"
+      ? serve(module, { protocol: "scgi", options: scgiOptions(options) })
+      : serve(module, { protocol: "http", options: withTls(options) })
+  ).pipe(
     Effect.catchCause((cause) => {
       const failure = Cause.findErrorOption(cause)
       if (failure._tag === "Some") return Effect.sync(() => fail(describe(failure.value), exitCode(failure.value)))

@@ -14,7 +14,8 @@ import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import type * as NetAddress from "effect/net/NetAddress"
 import * as Http1Server from "../http/Http1Server.ts"
-import type { Http1ServerOptionsInput } from "../options.ts"
+import type { Http1ServerOptionsInput, ScgiServerOptionsInput } from "../options.ts"
+import * as ScgiServer from "../scgi/ScgiServer.ts"
 
 /**
  * The module could not be loaded or does not export an app.
@@ -86,20 +87,29 @@ const serveLayer = (served: Served): Layer.Layer<never, unknown, HttpServer.Http
     : HttpRouter.serve(served.routes, { disableLogger: true, disableListenLog: true })
 
 /**
- * Serves the module's app with the HTTP/1.1 server, printing `listening on URL` once ready.
+ * Which server to run, with its options.
  *
  * @since 0.1.0
  */
-export const serve = (module: string, options: Http1ServerOptionsInput) =>
+export type ServeProtocol =
+  | { readonly protocol: "http"; readonly options: Http1ServerOptionsInput }
+  | { readonly protocol: "scgi"; readonly options: ScgiServerOptionsInput }
+
+/**
+ * Serves the module's app with the HTTP/1.1 or the SCGI server, printing `listening on URL` once
+ * ready (`scgi://HOST:PORT` or `unix:PATH` for SCGI).
+ *
+ * @since 0.1.0
+ */
+export const serve = (module: string, how: ServeProtocol) =>
   Effect.gen(function* () {
     const served = yield* loadServed(module)
-    const scheme = options.tls === undefined ? "http" : "https"
+    const scheme = how.protocol === "scgi" ? "scgi" : how.options.tls === undefined ? "http" : "https"
     const announce = Layer.effectDiscard(
       Effect.flatMap(HttpServer.HttpServer, (server) =>
         Console.log(`listening on ${formatListening(server.address, scheme)}`)
       )
     )
-    yield* Layer.launch(
-      announce.pipe(Layer.provideMerge(serveLayer(served)), Layer.provide(Http1Server.layer(options)))
-    )
+    const server = how.protocol === "scgi" ? ScgiServer.layer(how.options) : Http1Server.layer(how.options)
+    yield* Layer.launch(announce.pipe(Layer.provideMerge(serveLayer(served)), Layer.provide(server)))
   })

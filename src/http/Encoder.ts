@@ -122,8 +122,12 @@ const validNames = new Set<string>()
 /** Status lines for the standard reason phrases, built on first use. */
 const statusLines: Array<string | undefined> = []
 
-/** RFC 9110 §5.1: a field name is a token. Valid names are remembered (bounded). */
-const isValidName = (name: string): boolean => {
+/**
+ * RFC 9110 §5.1: a field name is a token. Valid names are remembered (bounded).
+ *
+ * @since 0.1.0
+ */
+export const isValidName = (name: string): boolean => {
   if (validNames.has(name)) return true
   if (name.length === 0) return false
   for (let i = 0; i < name.length; i++) {
@@ -137,8 +141,10 @@ const isValidName = (name: string): boolean => {
 /**
  * RFC 9110 §5.5: field values are HTAB, SP, VCHAR and obs-text; a CR or LF would split the head
  * (response splitting), so it is never sent. Returns -1 when invalid, else the highest code.
+ *
+ * @since 0.1.0
  */
-const valueMax = (value: string): number => {
+export const valueMax = (value: string): number => {
   let max = 0
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i)

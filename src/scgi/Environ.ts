@@ -1,0 +1,195 @@
+/**
+ * The CGI environment of an SCGI request: how its variables map to the HTTP request the
+ * application sees, and the `ScgiEnviron` service that gives the application the whole environment.
+ *
+ * @since 0.1.0
+ */
+import { Context, Schema } from "effect"
+
+const port = Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 65535 }))
+const text = Schema.optionalKey(Schema.String)
+
+/**
+ * The standard CGI meta-variables (RFC 3875 §4.1) and the extensions front ends commonly send
+ * (nginx's `scgi_params`: REQUEST_URI, DOCUMENT_URI, REQUEST_SCHEME, HTTPS, REMOTE_PORT), decoded.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const CgiVariables = Schema.Struct({
+  CONTENT_LENGTH: Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)),
+  // RFC 9110 §9.1: a method is a token.
+  REQUEST_METHOD: Schema.String.check(Schema.isPattern(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/)),
+  SCGI: Schema.Literal("1"),
+  REQUEST_URI: text,
+  DOCUMENT_URI: text,
+  DOCUMENT_ROOT: text,
+  SCRIPT_NAME: text,
+  PATH_INFO: text,
+  PATH_TRANSLATED: text,
+  QUERY_STRING: text,
+  CONTENT_TYPE: text,
+  SERVER_NAME: text,
+  SERVER_PORT: Schema.optionalKey(port),
+  SERVER_PROTOCOL: text,
+  SERVER_SOFTWARE: text,
+  GATEWAY_INTERFACE: text,
+  REQUEST_SCHEME: text,
+  HTTPS: text,
+  REMOTE_ADDR: text,
+  REMOTE_PORT: Schema.optionalKey(port),
+  REMOTE_HOST: text,
+  REMOTE_USER: text,
+  AUTH_TYPE: text
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type CgiVariables = typeof CgiVariables.Type
+
+/**
+ * What the application can read of an SCGI request's environment.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Environ {
+  /** Every variable: the request's, over the server's static `environ` option. */
+  readonly variables: Readonly<Record<string, string>>
+  /** The standard variables, decoded. */
+  readonly cgi: CgiVariables
+  /** Whether the front end received the request over TLS (HTTPS on/1/yes or REQUEST_SCHEME https). */
+  readonly https: boolean
+}
+
+const emptyEnviron: Environ = {
+  variables: {},
+  cgi: { CONTENT_LENGTH: 0, REQUEST_METHOD: "GET", SCGI: "1" },
+  https: false
+}
+
+/**
+ * The SCGI environment of the request being handled. A reference rather than a plain service, so
+ * apps that read it run unchanged on servers that are not SCGI (where it is empty) and need no
+ * extra requirement in their type.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export const ScgiEnviron: Context.Reference<Environ> = Context.Reference<Environ>("effect-appserver/ScgiEnviron", {
+  defaultValue: () => emptyEnviron
+})
+
+const decodeCgi = Schema.decodeUnknownExit(CgiVariables)
+
+/**
+ * The request as the HTTP side sees it, built from the variables.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MappedRequest {
+  readonly method: string
+  readonly url: string
+  /** `[name0, value0, ...]` with lowercase HTTP names. */
+  readonly rawHeaders: ReadonlyArray<string>
+  readonly remoteAddress: string | undefined
+  readonly protocol: "http" | "https"
+  readonly environ: Environ
+}
+
+const truthy = new Set(["on", "1", "yes"])
+
+/** RFC 3986 §3.3 pchar plus "/": what may stand unencoded in a path rebuilt from decoded parts. */
+const pathSafe = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$/
+
+/**
+ * CGI's SCRIPT_NAME and PATH_INFO are decoded (RFC 3875 §4.1.5, §4.1.13); re-encode them so the
+ * rebuilt URL parses back to the same path. Characters are single bytes (Latin-1), as received.
+ */
+const encodePath = (path: string): string => {
+  if (pathSafe.test(path)) return path
+  let out = ""
+  for (const char of path) {
+    out += pathSafe.test(char) ? char : `%${char.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0")}`
+  }
+  return out
+}
+
+/** The path and query of REQUEST_URI (origin-form, or absolute-form reduced as in RFC 9112 §3.2.2). */
+const urlOf = (variables: Readonly<Record<string, string>>): string | undefined => {
+  const uri = variables.REQUEST_URI
+  if (uri !== undefined && uri !== "") {
+    if (uri.charCodeAt(0) === 0x2f) return uri
+    const absolute = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*([/?][^#]*)?$/.exec(uri)
+    if (absolute !== null) {
+      const rest = absolute[1] ?? "/"
+      return rest.charCodeAt(0) === 0x3f ? `/${rest}` : rest
+    }
+    return undefined
+  }
+  // RFC 3875 §4.1.13, §4.1.5, §4.1.7: the URL is SCRIPT_NAME + PATH_INFO (+ "?" QUERY_STRING).
+  const path = encodePath((variables.SCRIPT_NAME ?? "") + (variables.PATH_INFO ?? "")) || "/"
+  if (path.charCodeAt(0) !== 0x2f) return undefined
+  const query = variables.QUERY_STRING
+  return query === undefined || query === "" ? path : `${path}?${query}`
+}
+
+/** `HTTP_X_FOO` → `x-foo` (RFC 3875 §4.1.18 in reverse). */
+const headerName = (variable: string): string => variable.slice(5).toLowerCase().replaceAll("_", "-")
+
+/**
+ * Maps an SCGI request's variables (as parsed, `[name, value, ...]`) over the static `environ`
+ * to the HTTP request, or describes what is wrong.
+ *
+ * @since 0.1.0
+ */
+export const mapRequest = (
+  received: ReadonlyArray<string>,
+  statics: Readonly<Record<string, string>>
+): MappedRequest | string => {
+  const variables: Record<string, string> = { ...statics }
+  const rawHeaders: Array<string> = []
+  const repeated = new Set<string>()
+  let contentType: string | undefined
+  for (let i = 0; i < received.length; i += 2) {
+    const name = received[i]
+    const value = received[i + 1]
+    if (name.startsWith("HTTP_")) {
+      // A repeated header field (nginx before 1.23 repeats the variable): both values are kept.
+      variables[name] = repeated.has(name) ? `${variables[name]}, ${value}` : value
+      repeated.add(name)
+      // RFC 3875 §4.1.18: HTTP_CONTENT_TYPE and HTTP_CONTENT_LENGTH are the meta-variables' business.
+      if (name !== "HTTP_CONTENT_TYPE" && name !== "HTTP_CONTENT_LENGTH") rawHeaders.push(headerName(name), value)
+    } else {
+      variables[name] = value
+      if (name === "CONTENT_TYPE") contentType = value
+    }
+  }
+  const decoded = decodeCgi(variables)
+  if (decoded._tag === "Failure") {
+    const message = String(decoded.cause).split("\n")
+    return `invalid CGI variables: ${message.slice(0, 3).join(" ").trim()}`
+  }
+  const cgi = decoded.value
+  const url = urlOf(variables)
+  if (url === undefined) return `REQUEST_URI is not a path: ${JSON.stringify(variables.REQUEST_URI)}`
+  if (contentType !== undefined && contentType !== "") rawHeaders.push("content-type", contentType)
+  if (cgi.CONTENT_LENGTH > 0) rawHeaders.push("content-length", String(cgi.CONTENT_LENGTH))
+  if (variables.HTTP_HOST === undefined && cgi.SERVER_NAME !== undefined && cgi.SERVER_NAME !== "") {
+    const defaultPort = cgi.SERVER_PORT === undefined || cgi.SERVER_PORT === 80 || cgi.SERVER_PORT === 443
+    rawHeaders.push("host", defaultPort ? cgi.SERVER_NAME : `${cgi.SERVER_NAME}:${cgi.SERVER_PORT}`)
+  }
+  const https =
+    (cgi.HTTPS !== undefined && truthy.has(cgi.HTTPS.toLowerCase())) || cgi.REQUEST_SCHEME?.toLowerCase() === "https"
+  return {
+    method: cgi.REQUEST_METHOD,
+    url,
+    rawHeaders,
+    remoteAddress: cgi.REMOTE_ADDR === "" ? undefined : cgi.REMOTE_ADDR,
+    protocol: https ? "https" : "http",
+    environ: { variables, cgi, https }
+  }
+}

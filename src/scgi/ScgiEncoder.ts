@@ -1,0 +1,65 @@
+/**
+ * Serialising SCGI response heads, as pure functions over strings. An SCGI response is a CGI
+ * response (RFC 3875 §6): a `Status:` header field, the header fields, an empty line and the body,
+ * delimited by closing the connection.
+ *
+ * @since 0.1.0
+ */
+
+import type { ResponseInit } from "../gateway/ResponseTarget.ts"
+import type { EncodedHead } from "../http/Encoder.ts"
+import { isValidName, reasonPhrase, valueMax } from "../http/Encoder.ts"
+
+/**
+ * Fields the front end derives from its own connection to the client: hop-by-hop fields
+ * (RFC 9110 §7.6.1) and a transfer coding, which SCGI's close-delimited bodies never use.
+ */
+const managed = new Set(["content-length", "transfer-encoding", "connection", "keep-alive"])
+
+/**
+ * Encodes a response head, or returns a description of what makes it invalid (a bad status, a
+ * header name that is not a token, a value with CR/LF/NUL or characters beyond Latin-1).
+ *
+ * @since 0.1.0
+ */
+export const encodeScgiHead = (h: ResponseInit): EncodedHead | string => {
+  const status = h.status
+  // RFC 3875 §6.3.3: Status is a three-digit code and a reason phrase; 1xx are not CGI responses.
+  if (!Number.isInteger(status) || status < 200 || status > 599) return `invalid response status: ${status}`
+  let max = 0
+  const reason = reasonPhrase(status, h.statusText)
+  if (h.statusText !== undefined) {
+    max = valueMax(h.statusText)
+    if (max === -1) return "invalid status text"
+  }
+  let head = `Status: ${status} ${reason}\r\n`
+  const headers = h.headers
+  for (const name in headers) {
+    if (managed.has(name)) continue
+    const value = headers[name]
+    if (!isValidName(name)) return `invalid response header name: ${JSON.stringify(name)}`
+    const m = valueMax(value)
+    if (m === -1) return `invalid value for response header ${name}`
+    if (m > max) max = m
+    head += `${name}: ${value}\r\n`
+  }
+  if (h.setCookies !== undefined) {
+    for (const cookie of h.setCookies) {
+      const m = valueMax(cookie)
+      if (m === -1) return "invalid value for response header set-cookie"
+      if (m > max) max = m
+      head += `set-cookie: ${cookie}\r\n`
+    }
+  }
+  if (h.contentLength >= 0) head += `content-length: ${h.contentLength}\r\n`
+  return { head: `${head}\r\n`, latin1: max > 0x7f }
+}
+
+/**
+ * A response the server makes itself (a protocol error, an overload refusal).
+ *
+ * @since 0.1.0
+ */
+export const simpleScgiResponse = (status: number, body: string): string =>
+  `Status: ${status} ${reasonPhrase(status, undefined)}\r\n` +
+  `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
