@@ -59,6 +59,12 @@ const IDLE = 3
 
 /** Output buffered before the connection stops taking new requests from a pipelining client. */
 const writeHighWater = 256 * 1024
+/**
+ * How long a stop waits for an interrupted request to finish its interruption.
+ *
+ * @since 0.1.0
+ */
+export const interruptGrace = 1_000
 /** After our FIN, how long a client gets to read the response and close its side. */
 const lingerMillis = 2_000
 
@@ -392,15 +398,20 @@ export class Http1Connection implements ExchangeHost {
     }
   }
 
-  /** Interrupts the exchange in progress and closes the socket. */
+  /**
+   * Closes the socket and interrupts the exchange in progress, waiting for the interruption up to
+   * `interruptGrace`: an app that runs uninterruptibly (Effect's `HttpServer.serve` apps are,
+   * unless they opt in; `HttpRouter` routes are not) is abandoned rather than waited for, so a
+   * stop never hangs (as Go's `Shutdown` returns at its deadline).
+   */
   get stop(): Effect.Effect<void> {
     return Effect.suspend(() => {
       this.closeAfterCurrent = true
       const exchange = this.current
-      return Effect.ensuring(
-        exchange === undefined ? Effect.void : exchange.interrupt,
-        Effect.sync(() => this.destroy())
-      )
+      this.destroy()
+      return exchange === undefined
+        ? Effect.void
+        : Effect.asVoid(Effect.timeoutOption(exchange.interrupt, interruptGrace))
     })
   }
 

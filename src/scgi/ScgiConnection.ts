@@ -12,6 +12,7 @@ import { BodyReader, type BodySource } from "../gateway/BodyReader.ts"
 import type { ResponseInit, ResponseTarget } from "../gateway/ResponseTarget.ts"
 import type { RequestRunner, RunExchange } from "../gateway/Runner.ts"
 import type { Admission, Waiter } from "../http/Admission.ts"
+import { interruptGrace } from "../http/Connection.ts"
 import { HttpProtocolError } from "../http/HttpProtocolError.ts"
 import type { TlsInfo } from "../listen/Tls.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
@@ -378,19 +379,18 @@ export class ScgiConnection {
     if (this.exchange === undefined) this.end()
   }
 
-  /** Interrupts the request in progress and closes the socket. */
+  /** Closes the socket and interrupts the request in progress (waiting up to `interruptGrace`). */
   get stop(): Effect.Effect<void> {
     return Effect.suspend(() => {
       const exchange = this.exchange
       const fiber = exchange?.fiberDone === false ? exchange.fiber : undefined
-      return Effect.ensuring(
-        fiber === undefined ? Effect.void : Effect.asVoid(Fiber.interrupt(fiber)),
-        Effect.sync(() => {
-          if (this.closed) return
-          this.closed = true
-          this.socket.destroy()
-        })
-      )
+      if (!this.closed) {
+        this.closed = true
+        this.socket.destroy()
+      }
+      return fiber === undefined
+        ? Effect.void
+        : Effect.asVoid(Effect.timeoutOption(Fiber.interrupt(fiber), interruptGrace))
     })
   }
 
