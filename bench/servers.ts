@@ -3,6 +3,7 @@
  * 127.0.0.1, each on a free port of its own.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { createInterface } from "node:readline"
@@ -18,12 +19,21 @@ export interface ServerSpec {
   readonly args: ReadonlyArray<string>
 }
 
+/**
+ * The Node flags of the command's shebang line (`#!/usr/bin/env -S node FLAGS`): the server runs
+ * as `effect-appserver` runs when a user starts it.
+ */
+const commandFlags = (): ReadonlyArray<string> => {
+  const shebang = readFileSync(Path.resolve(import.meta.dirname, "../src/cli/bin.ts"), "utf8").split("\n")[0]
+  return shebang.split(/\s+/).filter((word) => word.startsWith("--"))
+}
+
 export const SERVER_SPECS: ReadonlyArray<ServerSpec> = [
   // keep-alive timeout 120 s as for the node peers: idle connections must survive the memory probe
   {
     id: "appserver",
     label: "effect-appserver",
-    args: ["src/cli/bin.ts", "serve", "examples/echo.ts", "--keep-alive-timeout", "120"]
+    args: [...commandFlags(), "src/cli/bin.ts", "serve", "examples/echo.ts", "--keep-alive-timeout", "120"]
   },
   { id: "effect-node", label: "NodeHttpServer", args: ["bench/peers/effect-node.ts"] },
   { id: "node-http", label: "node:http", args: ["bench/peers/node-http.ts"] }
