@@ -69,6 +69,33 @@ const plainHttpAnswer = (): string => {
   )
 }
 
+/** The verification result as Node's TLS handle keeps it: null when the peer certificate verified. */
+interface VerifyingHandle {
+  readonly verifyError?: () => (Error & { readonly code?: string }) | null | undefined
+}
+
+/**
+ * Checks the client certificate as `tls.Server` does for the sockets it accepts
+ * (`onServerSocketSecure`): Node does not for a `TLSSocket` made by hand, which would leave
+ * `authorized` false for every client and `rejectUnauthorized` unenforced. Sets `authorized` and
+ * `authorizationError` (the verification error's code, as Node does); false when not verified.
+ */
+const verifyPeer = (secure: Tls.TLSSocket): boolean => {
+  const handle = (secure as unknown as { readonly ssl?: VerifyingHandle | null }).ssl
+  const error: ReturnType<NonNullable<VerifyingHandle["verifyError"]>> =
+    typeof handle?.verifyError === "function"
+      ? handle.verifyError()
+      : new Error("the client certificate could not be verified")
+  const result = secure as unknown as { authorized: boolean; authorizationError: unknown }
+  if (error === null || error === undefined) {
+    result.authorized = true
+    return true
+  }
+  result.authorized = false
+  result.authorizationError = error.code ?? error.message
+  return false
+}
+
 /**
  * Turns an accepted TCP socket into a TLS session. The first bytes decide: a TLS handshake record
  * goes on to the handshake (ALPN `http/1.1`); something that looks like an HTTP request is
@@ -116,6 +143,11 @@ export const handshake = (
       secure.once("secure", () => {
         socket.off("close", onClose)
         secure.off("error", onError)
+        if (settings.requestCert === true && !verifyPeer(secure) && settings.rejectUnauthorized === true) {
+          secure.destroy()
+          resume(Effect.fail(new HandshakeFailed({ reason: "tls-error", cause: secure.authorizationError })))
+          return
+        }
         resume(Effect.succeed(secure))
       })
       secure.once("error", (cause) => resume(Effect.fail(new HandshakeFailed({ reason: "tls-error", cause }))))
