@@ -13,6 +13,12 @@ export {
   MaxSizeExceeded,
   PermissionDenied
 } from "./errors.ts"
+/**
+ * Several apps mounted at path prefixes as one app (`PathDispatcher.make({ "/": root, "/blog": blog })`).
+ *
+ * @since 0.1.0
+ */
+export * as PathDispatcher from "./gateway/PathDispatcher.ts"
 export { rawHeaders, tlsInfo } from "./gateway/rawHeaders.ts"
 /**
  * The HTTP/1.1 server (`Http1Server.layer(options)`).
