@@ -123,9 +123,15 @@ export class BodyReader {
   private wake(): void {
     const waiter = this.waiter
     if (waiter === undefined) return
-    const next = this.poll()
-    if (next === undefined) return
+    // Taken before polling: `poll` asks the source for more, which can push and wake again; that
+    // nested wake must not hand the same waiter a second result (the chunks taken here would be
+    // lost behind an end of body).
     this.waiter = undefined
+    const next = this.poll()
+    if (next === undefined) {
+      this.waiter = waiter
+      return
+    }
     waiter(next)
   }
 
