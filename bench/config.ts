@@ -17,6 +17,10 @@ export interface Config {
   readonly tool: ToolChoice
   readonly throughput: boolean
   readonly memory: boolean
+  /** The nginx scenario (nginx → SCGI / HTTP proxy → servers). */
+  readonly nginx: boolean
+  /** Only the nginx scenario was asked for: a missing nginx is then an error, not a skip. */
+  readonly nginxOnly: boolean
   readonly memoryConnections: number
   readonly out: string
   readonly startTimeoutMs: number
@@ -32,8 +36,10 @@ export const USAGE = `Usage: npm run bench -- [options]    (or: node bench/run.t
                                                              (BENCH_SERVERS, default all)
   --tool T             auto | wrk | autocannon               (BENCH_TOOL, default auto)
   --mem-conns N        idle connections in the memory scenario (BENCH_MEM_CONNS, default 10000)
-  --skip-memory        throughput scenarios only
+  --skip-memory        no memory scenario
   --memory-only        memory scenario only
+  --skip-nginx         no nginx scenario (it is skipped anyway when nginx is not installed)
+  --nginx-only         nginx scenario only: nginx in front of SCGI / HTTP appserver / node:http
   --out PATH           Markdown report                       (BENCH_OUT, default bench/results.md)
   --start-timeout MS   wait for a server's ready line        (BENCH_START_TIMEOUT, default 20000)
 `
@@ -90,15 +96,23 @@ export const parseConfig = (argv: ReadonlyArray<string>, defaultOut: string): Co
       "mem-conns": { type: "string" },
       "skip-memory": { type: "boolean" },
       "memory-only": { type: "boolean" },
+      "skip-nginx": { type: "boolean" },
+      "nginx-only": { type: "boolean" },
       out: { type: "string" },
       "start-timeout": { type: "string" }
     }
   })
   if (values.help === true) return undefined
   const quick = values.quick === true
+  const only = (["memory-only", "nginx-only"] as const).filter((flag) => values[flag] === true)
+  if (only.length > 1) throw new Error(`--${only[0]} and --${only[1]} exclude each other`)
   if (values["skip-memory"] === true && values["memory-only"] === true) {
     throw new Error("--skip-memory and --memory-only exclude each other")
   }
+  if (values["skip-nginx"] === true && values["nginx-only"] === true) {
+    throw new Error("--skip-nginx and --nginx-only exclude each other")
+  }
+  const nginxOnly = values["nginx-only"] === true
   return {
     quick,
     rounds: intOption("rounds", values.rounds, "BENCH_ROUNDS", quick ? 1 : 5),
@@ -106,8 +120,10 @@ export const parseConfig = (argv: ReadonlyArray<string>, defaultOut: string): Co
     warmup: intOption("warmup", values.warmup, "BENCH_WARMUP", quick ? 1 : 2, true),
     servers: parseServers(values.servers ?? process.env.BENCH_SERVERS),
     tool: parseTool(values.tool ?? process.env.BENCH_TOOL),
-    throughput: values["memory-only"] !== true,
-    memory: values["skip-memory"] !== true,
+    throughput: values["memory-only"] !== true && !nginxOnly,
+    memory: values["skip-memory"] !== true && !nginxOnly,
+    nginx: values["skip-nginx"] !== true && values["memory-only"] !== true,
+    nginxOnly,
     memoryConnections: intOption("mem-conns", values["mem-conns"], "BENCH_MEM_CONNS", 10_000),
     out: values.out ?? process.env.BENCH_OUT ?? defaultOut,
     startTimeoutMs: intOption("start-timeout", values["start-timeout"], "BENCH_START_TIMEOUT", 20_000)

@@ -42,12 +42,13 @@ export const median = (values: ReadonlyArray<number>): number => {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
-const fmtRps = (value: number): string => (Number.isFinite(value) ? Math.round(value).toLocaleString("en-US") : "n/a")
-const fmtMs = (value: number): string => (Number.isFinite(value) ? value.toFixed(2) : "n/a")
+export const fmtRps = (value: number): string =>
+  Number.isFinite(value) ? Math.round(value).toLocaleString("en-US") : "n/a"
+export const fmtMs = (value: number): string => (Number.isFinite(value) ? value.toFixed(2) : "n/a")
 const fmtMiB = (kib: number): string => (kib / 1024).toFixed(1)
-const pass = (ok: boolean): string => (ok ? "PASS" : "MISS")
+export const pass = (ok: boolean): string => (ok ? "PASS" : "MISS")
 
-const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string =>
+export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string =>
   [header, header.map(() => "---"), ...rows].map((row) => `| ${row.join(" | ")} |`).join("\n")
 
 const samplesOf = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, server: ServerId) =>
@@ -56,17 +57,17 @@ const samplesOf = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, server:
 const medianRps = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, server: ServerId): number =>
   median(samplesOf(samples, scenario, server).map((sample) => sample.result.requestsPerSec))
 
-const hasErrors = (result: RunResult): boolean => result.non2xx > 0 || result.socketErrors > 0
+export const hasErrors = (result: RunResult): boolean => result.non2xx > 0 || result.socketErrors > 0
 
 /** "2/5 runs: non-2xx 12; timeout 3" or "none". */
-const errorCell = (runs: ReadonlyArray<Sample>): string => {
+export const errorCell = (runs: ReadonlyArray<{ readonly result: RunResult }>): string => {
   const bad = runs.filter((sample) => hasErrors(sample.result))
   if (bad.length === 0) return "none"
   return `**${bad.length}/${runs.length} runs: ${bad.map((sample) => sample.result.errorDetail).join("; ")}**`
 }
 
 /** (max - min) / median of the req/s samples: how much to trust the median on a noisy machine. */
-const spreadCell = (runs: ReadonlyArray<Sample>): string => {
+export const spreadCell = (runs: ReadonlyArray<{ readonly result: RunResult }>): string => {
   const values = runs.map((sample) => sample.result.requestsPerSec)
   if (values.length < 2) return "-"
   return `${(((Math.max(...values) - Math.min(...values)) / median(values)) * 100).toFixed(0)}%`
@@ -151,6 +152,8 @@ export interface ReportInput {
   readonly servers: ReadonlyArray<ServerSpec>
   readonly memory: ReadonlyArray<MemorySample>
   readonly memoryConnections: number
+  /** Further Markdown sections (the nginx scenario), each starting with its `##` heading. */
+  readonly sections?: ReadonlyArray<string>
   readonly notes: ReadonlyArray<string>
 }
 
@@ -168,6 +171,7 @@ export const renderReport = (input: ReportInput): string => {
     parts.push("", `## Memory: ${input.memoryConnections.toLocaleString("en-US")} idle keep-alive connections`, "")
     parts.push(memoryTable(input.memory, input.memoryConnections))
   }
+  for (const section of input.sections ?? []) parts.push("", section)
   if (input.notes.length > 0) parts.push("", "## Notes", "", ...input.notes.map((note) => `- ${note}`))
   return `${parts.join("\n")}\n`
 }

@@ -2,8 +2,9 @@
  * Benchmark harness: `npm run bench` (= node bench/run.ts). See bench/config.ts for options.
  *
  * Starts effect-appserver, Effect's NodeHttpServer and a bare node:http server on the same echo
- * app, drives each with wrk in interleaved rounds, measures idle-connection memory, and prints a
- * Markdown report (also written to bench/results.md). Progress goes to stderr.
+ * app, drives each with wrk in interleaved rounds, then the same through nginx (bench/nginx.ts:
+ * SCGI and HTTP proxy paths), measures idle-connection memory, and prints a Markdown report (also
+ * written to bench/results.md). Progress goes to stderr.
  */
 import { writeFile } from "node:fs/promises"
 import * as Os from "node:os"
@@ -11,6 +12,7 @@ import * as Path from "node:path"
 import { type Config, parseConfig, USAGE } from "./config.ts"
 import { chooseLoadTool } from "./loadTool.ts"
 import { progress } from "./log.ts"
+import { type NginxOutcome, nginxPhase, renderNginxSection } from "./nginx.ts"
 import { memoryPhase, memoryPreflight, throughputPhase } from "./phases.ts"
 import { beginShutdown, killAllSync, terminateAll } from "./proc.ts"
 import { renderReport } from "./report.ts"
@@ -68,6 +70,11 @@ const main = async (): Promise<number> => {
   const toolVersion = await tool.version()
   progress(`load generator: ${toolVersion}`)
   const samples = config.throughput ? await throughputPhase(config, tool) : []
+  const nginx: NginxOutcome | undefined = config.nginx ? await nginxPhase(config, tool) : undefined
+  if (nginx?._tag === "Skipped") {
+    if (config.nginxOnly) throw new Error(`--nginx-only: ${nginx.reason}`)
+    progress(`nginx scenario skipped: ${nginx.reason}`)
+  }
   const memory = config.memory ? await memoryPhase(config) : []
   const report = renderReport({
     header: header(config, toolVersion),
@@ -76,6 +83,7 @@ const main = async (): Promise<number> => {
     servers: config.servers,
     memory,
     memoryConnections: config.memoryConnections,
+    sections: nginx === undefined ? [] : [renderNginxSection(nginx)],
     notes: [...(tool.note === undefined ? [] : [tool.note]), ...NOTES, ...warnings]
   })
   process.stdout.write(`\n${report}`)

@@ -23,7 +23,7 @@ export interface ServerSpec {
  * The Node flags of the command's shebang line (`#!/usr/bin/env -S node FLAGS`): the server runs
  * as `effect-appserver` runs when a user starts it.
  */
-const commandFlags = (): ReadonlyArray<string> => {
+export const commandFlags = (): ReadonlyArray<string> => {
   const shebang = readFileSync(Path.resolve(import.meta.dirname, "../src/cli/bin.ts"), "utf8").split("\n")[0]
   return shebang.split(/\s+/).filter((word) => word.startsWith("--"))
 }
@@ -77,7 +77,8 @@ const lineTail = (size: number) => {
   }
 }
 
-const READY = /listening on (https?:\/\/\S+)/
+/** `listening on http://HOST:PORT`; the SCGI server says `scgi://HOST:PORT` or `unix:PATH`. */
+const READY = /listening on ((?:https?|scgi):\/\/\S+|unix:\S+)/
 
 const describeExit = (code: number | null, signal: NodeJS.Signals | null): string =>
   signal !== null ? `killed by ${signal}` : `exited with code ${code}`
@@ -87,7 +88,7 @@ const describeExit = (code: number | null, signal: NodeJS.Signals | null): strin
  * for `timeoutMs`; either way the message carries its recent output, which usually says why.
  */
 const awaitReady = (
-  spec: ServerSpec,
+  spec: { readonly label: string },
   child: ChildProcess,
   tail: ReturnType<typeof lineTail>,
   timeoutMs: number
@@ -115,22 +116,45 @@ const awaitReady = (
     })
   })
 
-/** Starts one server and waits for its ready line; the process is killed again if that fails. */
-export const startServer = async (spec: ServerSpec, timeoutMs: number): Promise<RunningServer> => {
-  const port = await freePort()
-  const args = [...spec.args, "--host", HOST, "--port", String(port)]
+export interface StartedProcess {
+  readonly child: ChildProcess
+  /** What the ready line names: `http://HOST:PORT` (no trailing slash), `scgi://HOST:PORT` or `unix:PATH`. */
+  readonly address: string
+  readonly outputTail: () => string
+}
+
+/**
+ * Runs `node ...args` from the repository root and waits for its `listening on` line; the process
+ * is killed again if that fails.
+ */
+export const startProcess = async (
+  label: string,
+  args: ReadonlyArray<string>,
+  timeoutMs: number
+): Promise<StartedProcess> => {
   // process.execPath: the Node 24 that runs the harness, which can run the .ts entry points.
   const child = track(spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] }))
   const tail = lineTail(30)
   createInterface({ input: child.stderr! }).on("line", tail.push)
   try {
-    const url = await awaitReady(spec, child, tail, timeoutMs)
-    if (!url.endsWith(`:${port}`)) throw new Error(`${spec.label} reported ${url}, expected port ${port}`)
-    return { spec, child, pid: child.pid!, url, outputTail: tail.text }
+    const address = await awaitReady({ label }, child, tail, timeoutMs)
+    return { child, address, outputTail: tail.text }
   } catch (error) {
     await terminate(child)
     throw error
   }
+}
+
+/** Starts one server and waits for its ready line; the process is killed again if that fails. */
+export const startServer = async (spec: ServerSpec, timeoutMs: number): Promise<RunningServer> => {
+  const port = await freePort()
+  const started = await startProcess(spec.label, [...spec.args, "--host", HOST, "--port", String(port)], timeoutMs)
+  const url = started.address
+  if (!url.endsWith(`:${port}`)) {
+    await terminate(started.child)
+    throw new Error(`${spec.label} reported ${url}, expected port ${port}`)
+  }
+  return { spec, child: started.child, pid: started.child.pid!, url, outputTail: started.outputTail }
 }
 
 /** Throws if the server has died, e.g. crashed under load, so no further numbers are taken from it. */
@@ -149,7 +173,10 @@ const POST_PROBE = "echo-contract-probe"
  * Checks the echo contract before measuring anything: a server answering 404 or a wrong body
  * would otherwise produce impressive but meaningless numbers.
  */
-export const verifyContract = async (server: RunningServer): Promise<void> => {
+export const verifyContract = async (server: {
+  readonly url: string
+  readonly spec: { readonly label: string }
+}): Promise<void> => {
   const fail = (what: string) => {
     throw new Error(`${server.spec.label} does not serve the echo contract: ${what}`)
   }

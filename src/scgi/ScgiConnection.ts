@@ -247,6 +247,8 @@ export class ScgiConnection {
   private ending = false
   closed = false
   private responseComplete = false
+  private processing = false
+  private rerun = false
   /** When the current phase times out (ms since the epoch), 0 for none. */
   deadline = 0
   private deadlineKind = 0
@@ -394,7 +396,29 @@ export class ScgiConnection {
     })
   }
 
+  /**
+   * Runs `step`, never reentrantly: handing body bytes to a waiting application can call back
+   * into `resumeBody` (BodyReader's poll → demand), and a nested step would end the body (End
+   * resumes the waiter with Done) before the outer one has delivered the chunks it just took,
+   * losing them. A nested call only asks for another pass, as the HTTP connection does.
+   */
   private process(): void {
+    if (this.processing) {
+      this.rerun = true
+      return
+    }
+    this.processing = true
+    try {
+      do {
+        this.rerun = false
+        this.step()
+      } while (this.rerun)
+    } finally {
+      this.processing = false
+    }
+  }
+
+  private step(): void {
     if (this.closed || this.ending) return
     const exchange = this.exchange
     if (exchange === undefined) {

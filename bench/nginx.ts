@@ -1,0 +1,312 @@
+/**
+ * The nginx scenario: the same `GET /` load through a real nginx (one worker) in front of
+ *
+ *   (a) effect-appserver over SCGI (TCP; also over a unix socket),
+ *   (b) effect-appserver over HTTP (proxy_pass, keep-alive upstream),
+ *   (c) bare node:http over HTTP (proxy_pass, keep-alive upstream),
+ *   (d) bare node:http over HTTP without upstream keep-alive (a connection per request, as SCGI),
+ *
+ * interleaved over rounds like the main throughput phase. SCGI has no keep-alive: nginx opens an
+ * upstream connection per request, which is inherent to the protocol; the HTTP paths keep up to
+ * 32 idle upstream connections. nginx comes from test/helpers/nginx.ts (a generated config in a
+ * temporary directory, nothing written outside it).
+ */
+import { mkdtemp, rm } from "node:fs/promises"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { type Nginx, nginxBinary, nginxVersion, startNginx, type Upstream } from "../test/helpers/nginx.ts"
+import type { Config } from "./config.ts"
+import { fmtDuration, progress } from "./log.ts"
+import { rotate } from "./phases.ts"
+import { terminate, track } from "./proc.ts"
+import { errorCell, fmtMs, fmtRps, hasErrors, median, pass, spreadCell, table } from "./report.ts"
+import { type LoadTool, type RunResult, SCENARIOS, type Scenario } from "./scenarios.ts"
+import { commandFlags, freePort, HOST, type StartedProcess, startProcess, verifyContract } from "./servers.ts"
+
+export type NginxPathId = "scgi-tcp" | "scgi-unix" | "appserver-http" | "node-http" | "node-http-close"
+
+interface NginxPath {
+  readonly id: NginxPathId
+  /** Name used in tables. */
+  readonly label: string
+  /** Starts the backend; `socketDir` is a private directory for a unix socket. */
+  readonly start: (socketDir: string, timeoutMs: number) => Promise<Backend>
+}
+
+interface Backend {
+  readonly process: StartedProcess
+  readonly upstream: Upstream
+}
+
+const appserver = (): Array<string> => [...commandFlags(), "src/cli/bin.ts", "serve", "examples/echo.ts"]
+
+/** Starts `node args... --port P` and checks it reports `expected(P)`. */
+const onFreePort = async (
+  label: string,
+  args: ReadonlyArray<string>,
+  expected: (port: number) => string,
+  timeoutMs: number
+): Promise<{ readonly process: StartedProcess; readonly port: number }> => {
+  const port = await freePort()
+  const started = await startProcess(label, [...args, "--host", HOST, "--port", String(port)], timeoutMs)
+  if (started.address !== expected(port)) {
+    await terminate(started.child)
+    throw new Error(`${label} reported ${started.address}, expected ${expected(port)}`)
+  }
+  return { process: started, port }
+}
+
+export const NGINX_PATHS: ReadonlyArray<NginxPath> = [
+  {
+    id: "scgi-tcp",
+    label: "nginx → SCGI (TCP) → effect-appserver",
+    start: async (_, timeoutMs) => {
+      const { process, port } = await onFreePort(
+        "effect-appserver (SCGI, TCP)",
+        [...appserver(), "--protocol", "scgi"],
+        (p) => `scgi://${HOST}:${p}`,
+        timeoutMs
+      )
+      return { process, upstream: { protocol: "scgi", port } }
+    }
+  },
+  {
+    id: "scgi-unix",
+    label: "nginx → SCGI (unix socket) → effect-appserver",
+    start: async (socketDir, timeoutMs) => {
+      const path = Path.join(socketDir, "scgi.sock")
+      const label = "effect-appserver (SCGI, unix socket)"
+      const process = await startProcess(label, [...appserver(), "--protocol", "scgi", "--socket", path], timeoutMs)
+      if (process.address !== `unix:${path}`) {
+        await terminate(process.child)
+        throw new Error(`${label} reported ${process.address}, expected unix:${path}`)
+      }
+      return { process, upstream: { protocol: "scgi", path } }
+    }
+  },
+  {
+    id: "appserver-http",
+    label: "nginx → HTTP proxy → effect-appserver",
+    start: async (_, timeoutMs) => {
+      // keep-alive timeout 120 s, as node:http's below: idle upstream connections stay open between runs
+      const { process, port } = await onFreePort(
+        "effect-appserver (HTTP)",
+        [...appserver(), "--keep-alive-timeout", "120"],
+        (p) => `http://${HOST}:${p}`,
+        timeoutMs
+      )
+      return { process, upstream: { protocol: "http", port, keepalive: 32 } }
+    }
+  },
+  {
+    id: "node-http",
+    label: "nginx → HTTP proxy → node:http",
+    start: async (_, timeoutMs) => {
+      const { process, port } = await onFreePort(
+        "node:http",
+        ["bench/peers/node-http.ts"],
+        (p) => `http://${HOST}:${p}`,
+        timeoutMs
+      )
+      return { process, upstream: { protocol: "http", port, keepalive: 32 } }
+    }
+  },
+  {
+    // A connection per request, as SCGI has: the like-for-like baseline for the SCGI paths.
+    id: "node-http-close",
+    label: "nginx → HTTP proxy, no upstream keep-alive → node:http",
+    start: async (_, timeoutMs) => {
+      const { process, port } = await onFreePort(
+        "node:http (no upstream keep-alive)",
+        ["bench/peers/node-http.ts"],
+        (p) => `http://${HOST}:${p}`,
+        timeoutMs
+      )
+      return { process, upstream: { protocol: "http", port, keepalive: 0 } }
+    }
+  }
+]
+
+/** The load: `GET /` on 50 client connections, as the main `hello` scenario. */
+export const NGINX_SCENARIO: Scenario = { ...SCENARIOS[0], title: "GET / through nginx (50 conns)" }
+
+/** Ratios of median req/s: numerator / denominator, with an optional target. */
+const RATIOS: ReadonlyArray<{
+  readonly of: NginxPathId
+  readonly versus: NginxPathId
+  readonly title: string
+  readonly atLeast?: number
+}> = [
+  { of: "scgi-tcp", versus: "node-http", title: "SCGI (TCP) → effect-appserver / HTTP → node:http", atLeast: 1.0 },
+  { of: "scgi-unix", versus: "node-http", title: "SCGI (unix socket) → effect-appserver / HTTP → node:http" },
+  {
+    of: "scgi-tcp",
+    versus: "node-http-close",
+    title: "SCGI (TCP) → effect-appserver / HTTP without upstream keep-alive → node:http"
+  },
+  { of: "appserver-http", versus: "node-http", title: "HTTP → effect-appserver / HTTP → node:http" },
+  { of: "scgi-tcp", versus: "appserver-http", title: "SCGI (TCP) / HTTP, both effect-appserver" }
+]
+
+export interface NginxSample {
+  readonly path: NginxPathId
+  readonly round: number
+  readonly result: RunResult
+}
+
+export type NginxOutcome =
+  | { readonly _tag: "Skipped"; readonly reason: string }
+  | { readonly _tag: "Measured"; readonly version: string; readonly samples: ReadonlyArray<NginxSample> }
+
+interface RunningPath {
+  readonly path: NginxPath
+  readonly backend: Backend
+  readonly nginx: Nginx
+}
+
+const assertAlive = (running: RunningPath): void => {
+  const { exitCode, signalCode } = running.backend.process.child
+  if (exitCode !== null || signalCode !== null) {
+    throw new Error(
+      `the backend of "${running.path.label}" exited (${signalCode ?? exitCode}) during the benchmark` +
+        `\n--- its output ---\n${running.backend.process.outputTail()}`
+    )
+  }
+  if (!running.nginx.alive()) throw new Error(`nginx of "${running.path.label}" exited during the benchmark`)
+}
+
+const describeRun = (result: RunResult): string => {
+  const line = `${Math.round(result.requestsPerSec).toLocaleString("en-US").padStart(9)} req/s  p99 ${result.p99Ms.toFixed(2)} ms`
+  return result.errorDetail === "" ? line : `${line}  !! ERRORS: ${result.errorDetail}`
+}
+
+const runOnce = async (tool: LoadTool, running: RunningPath, seconds: number, label: string): Promise<RunResult> => {
+  assertAlive(running)
+  const result = await tool.run(NGINX_SCENARIO, running.nginx.url, seconds)
+  assertAlive(running)
+  progress(`${label} nginx     ${running.path.id.padEnd(16)} ${describeRun(result)}`)
+  return result
+}
+
+/** nginx of every path, killed synchronously if the harness exits without stopping them. */
+const live = new Set<Nginx>()
+let exitHookInstalled = false
+const killLiveOnExit = (): void => {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.on("exit", () => {
+    for (const nginx of live) nginx.kill()
+  })
+}
+
+const startPath = async (path: NginxPath, socketDir: string, config: Config): Promise<RunningPath> => {
+  progress(`starting ${path.label}`)
+  const backend = await path.start(socketDir, config.startTimeoutMs)
+  let nginx: Nginx | undefined
+  try {
+    nginx = await startNginx({
+      upstream: backend.upstream,
+      // as in production: a master and one worker, the same for every path
+      masterProcess: true,
+      workerProcesses: 1,
+      workerConnections: 4096,
+      accessLog: false,
+      // clients (wrk) keep their connections for the whole run
+      serverDirectives: "keepalive_requests 1000000;",
+      onSpawn: track
+    })
+    live.add(nginx)
+    await verifyContract({ url: nginx.url, spec: { label: path.label } })
+    progress(`  ${path.label}: nginx at ${nginx.url} (pid ${nginx.pid}) → ${backend.process.address}`)
+    return { path, backend, nginx }
+  } catch (error) {
+    if (nginx !== undefined) {
+      live.delete(nginx)
+      await nginx.stop()
+    }
+    await terminate(backend.process.child)
+    throw error
+  }
+}
+
+const stopPath = async (running: RunningPath): Promise<void> => {
+  await running.nginx.stop()
+  live.delete(running.nginx)
+  await terminate(running.backend.process.child)
+}
+
+const estimateSeconds = (config: Config): number =>
+  NGINX_PATHS.length * (config.rounds * (config.duration + 0.3) + (config.warmup > 0 ? config.warmup + 0.3 : 0))
+
+/** Every path up at once; each round runs every path in rotated order. */
+export const nginxPhase = async (config: Config, tool: LoadTool): Promise<NginxOutcome> => {
+  if (nginxBinary() === undefined) {
+    return { _tag: "Skipped", reason: "nginx not found (PATH, /usr/sbin/nginx or NGINX_BIN): install nginx-light" }
+  }
+  const version = nginxVersion() ?? "nginx"
+  killLiveOnExit()
+  const socketDir = await mkdtemp(Path.join(Os.tmpdir(), "effect-appserver-bench-"))
+  const running: Array<RunningPath> = []
+  try {
+    for (const path of NGINX_PATHS) running.push(await startPath(path, socketDir, config))
+    progress(`nginx: ${config.rounds} round(s) x ${config.duration} s, about ${fmtDuration(estimateSeconds(config))}`)
+    if (config.warmup > 0) {
+      for (const path of running) await runOnce(tool, path, config.warmup, "warmup     ")
+    }
+    const samples: Array<NginxSample> = []
+    for (let round = 0; round < config.rounds; round++) {
+      for (const path of rotate(running, round)) {
+        const result = await runOnce(tool, path, config.duration, `round ${round + 1}/${config.rounds}`)
+        samples.push({ path: path.path.id, round, result })
+      }
+    }
+    return { _tag: "Measured", version: version.replace(/^nginx version:\s*/, ""), samples }
+  } finally {
+    await Promise.all(running.map(stopPath))
+    await rm(socketDir, { recursive: true, force: true })
+  }
+}
+
+const medianRps = (samples: ReadonlyArray<NginxSample>, path: NginxPathId): number =>
+  median(samples.filter((s) => s.path === path).map((s) => s.result.requestsPerSec))
+
+/** The Markdown section of the report. */
+export const renderNginxSection = (outcome: NginxOutcome): string => {
+  if (outcome._tag === "Skipped") return `## nginx in front\n\nSkipped: ${outcome.reason}.`
+  const { samples } = outcome
+  const rows = NGINX_PATHS.map((path) => {
+    const runs = samples.filter((s) => s.path === path.id)
+    return [
+      path.label,
+      fmtRps(median(runs.map((s) => s.result.requestsPerSec))),
+      fmtMs(median(runs.map((s) => s.result.p99Ms))),
+      spreadCell(runs),
+      String(runs.length),
+      errorCell(runs)
+    ]
+  })
+  const ratios = RATIOS.map((ratio) => {
+    const value = medianRps(samples, ratio.of) / medianRps(samples, ratio.versus)
+    const tainted = samples.some((s) => (s.path === ratio.of || s.path === ratio.versus) && hasErrors(s.result))
+    const shown = Number.isFinite(value) ? `${value.toFixed(2)}x${tainted ? " **(runs with errors)**" : ""}` : "n/a"
+    if (ratio.atLeast === undefined) return [ratio.title, shown, "-", ""]
+    return [
+      ratio.title,
+      shown,
+      `>= ${ratio.atLeast.toFixed(1)}x`,
+      Number.isFinite(value) ? pass(value >= ratio.atLeast) : "not measured"
+    ]
+  })
+  return [
+    `## nginx in front (${outcome.version}, worker_processes 1)`,
+    "",
+    `wrk → nginx → backend, ${NGINX_SCENARIO.title}. nginx runs a master and one worker for every path, ` +
+      "no access log. SCGI carries one request per connection, so nginx opens an upstream connection per " +
+      'request; the HTTP paths use `proxy_http_version 1.1`, `Connection ""` and `keepalive 32` upstream connections, ' +
+      "except the last, nginx's default HTTP/1.0 proxying with a connection per request like SCGI.",
+    "",
+    table(["Path", "req/s (median)", "p99 ms (median)", "req/s spread", "runs", "errors"], rows),
+    "",
+    table(["Ratio (median req/s)", "value", "target", "met"], ratios)
+  ].join("\n")
+}
