@@ -223,9 +223,15 @@ export const handleResponse = (
 
 /**
  * Whether a failed exchange is worth an error log: failures that produced a 5xx, aborted a
- * response, or produced none; not client errors (4xx) or client disconnects.
+ * response, or produced none while the client was still there; not client errors (4xx) or client
+ * disconnects (a body cut short by a client that went away fails the app, but is not a fault).
  *
  * @since 0.1.0
  */
-export const isServerFailure = (cause: Cause.Cause<unknown>, status: number, aborted: boolean): boolean =>
-  !Cause.hasInterruptsOnly(cause) && (aborted || status >= 500 || status === 0)
+export const isServerFailure = (
+  cause: Cause.Cause<unknown>,
+  status: number,
+  aborted: boolean,
+  /** The connection is gone (the client left, or the response was aborted). */
+  closed: boolean
+): boolean => !Cause.hasInterruptsOnly(cause) && (aborted || status >= 500 || (status === 0 && !closed))

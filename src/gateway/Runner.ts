@@ -31,7 +31,10 @@ export interface RunExchange extends RequestSource {
   readonly status: number
   /** Response body bytes sent. */
   readonly bytesSent: number
+  /** The server aborted the response. */
   readonly aborted: boolean
+  /** The connection is gone: the client left, or the response was aborted. */
+  readonly closed: boolean
 }
 
 /**
@@ -103,7 +106,10 @@ export const makeRunner = <X extends RunExchange>(options: {
       if (exit._tag !== "Failure") return
       // The cause carries the error response as a defect too; log only what went wrong.
       const [, cause] = causeResponseStripped(exit.cause)
-      if (Option.isSome(cause) && Gateway.isServerFailure(cause.value, exchange.status, exchange.aborted)) {
+      if (
+        Option.isSome(cause) &&
+        Gateway.isServerFailure(cause.value, exchange.status, exchange.aborted, exchange.closed)
+      ) {
         log(
           Effect.logError("request failed", cause.value).pipe(
             Effect.annotateLogs({

@@ -11,6 +11,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Logger, Stream } from "effect"
 import * as HttpClient from "effect/http/HttpClient"
 import * as HttpServer from "effect/http/HttpServer"
+import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import { Http1Server } from "../../src/index.ts"
 import { rawExchange, request } from "../helpers/raw.ts"
@@ -204,6 +205,39 @@ describe("response bodies", () => {
       const errors = logged.filter((line) => line.startsWith("Error"))
       expect(errors).toHaveLength(1)
       expect(errors[0]).toContain("request failed")
+    })
+  )
+})
+
+describe("failure logs", () => {
+  it.live("a client that leaves mid-body is not logged as a server failure", () =>
+    Effect.gen(function* () {
+      const logged: Array<string> = []
+      const capture = Logger.make<unknown, void>((options) => {
+        logged.push(`${options.logLevel}: ${String(options.message)}`)
+      })
+      let failed = false
+      const app = Effect.gen(function* () {
+        const request = yield* HttpServerRequest
+        return yield* request.text.pipe(
+          Effect.tapError(() =>
+            Effect.sync(() => {
+              failed = true
+            })
+          ),
+          Effect.map((text) => HttpServerResponse.text(text))
+        )
+      })
+      const layer = HttpServer.serve(app).pipe(Layer.provide(Logger.layer([capture])))
+      const { port } = yield* serveLayer(layer)
+      // 10 of 100 declared body bytes, then the client goes away
+      yield* rawExchange(port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789", {
+        timeoutMs: 200
+      })
+      for (let i = 0; i < 40 && !failed; i++) yield* Effect.sleep("25 millis")
+      expect(failed).toBe(true)
+      yield* Effect.sleep("50 millis")
+      expect(logged.filter((line) => line.startsWith("Error"))).toEqual([])
     })
   )
 })
