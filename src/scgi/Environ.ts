@@ -4,7 +4,8 @@
  *
  * @since 0.1.0
  */
-import { Context, Schema } from "effect"
+import { Context, Effect, type Exit, Schema } from "effect"
+import { TCHAR } from "../http/chars.ts"
 
 const port = Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 65535 }))
 const text = Schema.optionalKey(Schema.String)
@@ -58,17 +59,35 @@ export type CgiVariables = typeof CgiVariables.Type
 export interface Environ {
   /** Every variable: the request's, over the server's static `environ` option. */
   readonly variables: Readonly<Record<string, string>>
-  /** The standard variables, decoded. */
-  readonly cgi: CgiVariables
   /** Whether the front end received the request over TLS (HTTPS on/1/yes or REQUEST_SCHEME https). */
   readonly https: boolean
+  /**
+   * The standard variables decoded with `CgiVariables`, on first use: a malformed one (a
+   * REMOTE_PORT that is not a port) is a `SchemaError` naming it, for the app that reads it,
+   * rather than a refused request. Fails on servers that are not SCGI, where there is no
+   * environment.
+   */
+  readonly cgi: Effect.Effect<CgiVariables, Schema.SchemaError>
 }
 
-const emptyEnviron: Environ = {
-  variables: {},
-  cgi: { CONTENT_LENGTH: 0, REQUEST_METHOD: "GET", SCGI: "1" },
-  https: false
+const decodeCgi = Schema.decodeUnknownExit(CgiVariables)
+
+class RequestEnviron implements Environ {
+  readonly variables: Readonly<Record<string, string>>
+  readonly https: boolean
+  private decoded: Exit.Exit<CgiVariables, Schema.SchemaError> | undefined
+
+  constructor(variables: Readonly<Record<string, string>>, https: boolean) {
+    this.variables = variables
+    this.https = https
+  }
+
+  get cgi(): Effect.Effect<CgiVariables, Schema.SchemaError> {
+    return Effect.suspend(() => (this.decoded ??= decodeCgi(this.variables)))
+  }
 }
+
+const emptyEnviron: Environ = new RequestEnviron({}, false)
 
 /**
  * The SCGI environment of the request being handled. A reference rather than a plain service, so
@@ -81,8 +100,6 @@ const emptyEnviron: Environ = {
 export const ScgiEnviron: Context.Reference<Environ> = Context.Reference<Environ>("effect-appserver/ScgiEnviron", {
   defaultValue: () => emptyEnviron
 })
-
-const decodeCgi = Schema.decodeUnknownExit(CgiVariables)
 
 /**
  * The request as the HTTP side sees it, built from the variables.
@@ -137,12 +154,41 @@ const urlOf = (variables: Readonly<Record<string, string>>): string | undefined 
   return query === undefined || query === "" ? path : `${path}?${query}`
 }
 
+/** Header names of HTTP_* variables already converted (bounded, like the HTTP parser's interning). */
+const headerNames = new Map<string, string>()
+
 /** `HTTP_X_FOO` → `x-foo` (RFC 3875 §4.1.18 in reverse). */
-const headerName = (variable: string): string => variable.slice(5).toLowerCase().replaceAll("_", "-")
+const headerName = (variable: string): string => {
+  const known = headerNames.get(variable)
+  if (known !== undefined) return known
+  const name = variable.slice(5).toLowerCase().replaceAll("_", "-")
+  if (headerNames.size < 512) headerNames.set(variable, name)
+  return name
+}
+
+/** RFC 9110 §9.1: a method is a token. */
+const isToken = (value: string): boolean => {
+  if (value.length === 0) return false
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i)
+    if (c > 0x7f || TCHAR[c] === 0) return false
+  }
+  return true
+}
+
+/** The Host a request without HTTP_HOST gets: SERVER_NAME, with SERVER_PORT unless it is the scheme's. */
+const hostOf = (variables: Readonly<Record<string, string>>, https: boolean): string | undefined => {
+  const name = variables.SERVER_NAME
+  if (name === undefined || name === "") return undefined
+  const port = variables.SERVER_PORT
+  if (port === undefined || !/^[0-9]{1,5}$/.test(port) || port === (https ? "443" : "80")) return name
+  return `${name}:${port}`
+}
 
 /**
  * Maps an SCGI request's variables (as parsed, `[name, value, ...]`) over the static `environ`
- * to the HTTP request, or describes what is wrong.
+ * to the HTTP request, or describes what is wrong. Only what the mapping needs is checked here
+ * (the method and the URL); the typed environment is decoded when the app asks for it.
  *
  * @since 0.1.0
  */
@@ -152,44 +198,54 @@ export const mapRequest = (
 ): MappedRequest | string => {
   const variables: Record<string, string> = { ...statics }
   const rawHeaders: Array<string> = []
-  const repeated = new Set<string>()
+  let seen: Set<string> | undefined
+  let hasHost = false
   let contentType: string | undefined
+  let contentLength = "0"
   for (let i = 0; i < received.length; i += 2) {
     const name = received[i]
     const value = received[i + 1]
     if (name.startsWith("HTTP_")) {
       // A repeated header field (nginx before 1.23 repeats the variable): both values are kept.
-      variables[name] = repeated.has(name) ? `${variables[name]}, ${value}` : value
-      repeated.add(name)
+      seen ??= new Set()
+      variables[name] = seen.has(name) ? `${variables[name]}, ${value}` : value
+      seen.add(name)
       // RFC 3875 §4.1.18: HTTP_CONTENT_TYPE and HTTP_CONTENT_LENGTH are the meta-variables' business.
-      if (name !== "HTTP_CONTENT_TYPE" && name !== "HTTP_CONTENT_LENGTH") rawHeaders.push(headerName(name), value)
+      if (name === "HTTP_CONTENT_TYPE" || name === "HTTP_CONTENT_LENGTH") continue
+      if (name === "HTTP_HOST") hasHost = true
+      rawHeaders.push(headerName(name), value)
     } else {
       variables[name] = value
       if (name === "CONTENT_TYPE") contentType = value
+      else if (name === "CONTENT_LENGTH") contentLength = value
     }
   }
-  const decoded = decodeCgi(variables)
-  if (decoded._tag === "Failure") {
-    const message = String(decoded.cause).split("\n")
-    return `invalid CGI variables: ${message.slice(0, 3).join(" ").trim()}`
-  }
-  const cgi = decoded.value
+  const method = variables.REQUEST_METHOD
+  if (method === undefined) return "REQUEST_METHOD is missing"
+  if (!isToken(method)) return `REQUEST_METHOD is not a method: ${JSON.stringify(method)}`
   const url = urlOf(variables)
-  if (url === undefined) return `REQUEST_URI is not a path: ${JSON.stringify(variables.REQUEST_URI)}`
-  if (contentType !== undefined && contentType !== "") rawHeaders.push("content-type", contentType)
-  if (cgi.CONTENT_LENGTH > 0) rawHeaders.push("content-length", String(cgi.CONTENT_LENGTH))
-  if (variables.HTTP_HOST === undefined && cgi.SERVER_NAME !== undefined && cgi.SERVER_NAME !== "") {
-    const defaultPort = cgi.SERVER_PORT === undefined || cgi.SERVER_PORT === 80 || cgi.SERVER_PORT === 443
-    rawHeaders.push("host", defaultPort ? cgi.SERVER_NAME : `${cgi.SERVER_NAME}:${cgi.SERVER_PORT}`)
+  if (url === undefined) {
+    return variables.REQUEST_URI !== undefined && variables.REQUEST_URI !== ""
+      ? `REQUEST_URI is not a path: ${JSON.stringify(variables.REQUEST_URI)}`
+      : `SCRIPT_NAME + PATH_INFO is not a path: ${JSON.stringify((variables.SCRIPT_NAME ?? "") + (variables.PATH_INFO ?? ""))}`
   }
-  const https =
-    (cgi.HTTPS !== undefined && truthy.has(cgi.HTTPS.toLowerCase())) || cgi.REQUEST_SCHEME?.toLowerCase() === "https"
+  if (contentType !== undefined && contentType !== "") rawHeaders.push("content-type", contentType)
+  // The parser checked CONTENT_LENGTH (digits, no leading zero).
+  if (contentLength !== "0") rawHeaders.push("content-length", contentLength)
+  const scheme = variables.REQUEST_SCHEME
+  const flag = variables.HTTPS
+  const https = (flag !== undefined && truthy.has(flag.toLowerCase())) || scheme?.toLowerCase() === "https"
+  if (!hasHost) {
+    const host = hostOf(variables, https)
+    if (host !== undefined) rawHeaders.push("host", host)
+  }
+  const remote = variables.REMOTE_ADDR
   return {
-    method: cgi.REQUEST_METHOD,
+    method,
     url,
     rawHeaders,
-    remoteAddress: cgi.REMOTE_ADDR === "" ? undefined : cgi.REMOTE_ADDR,
+    remoteAddress: remote === undefined || remote === "" ? undefined : remote,
     protocol: https ? "https" : "http",
-    environ: { variables, cgi, https }
+    environ: new RequestEnviron(variables, https)
   }
 }

@@ -111,7 +111,7 @@ export class ScgiExchange implements RunExchange, ResponseTarget, BodySource {
     return this.url
   }
   get protocolLabel(): string {
-    return this.environ.cgi.SERVER_PROTOCOL ?? "HTTP/1.1"
+    return this.environ.variables.SERVER_PROTOCOL ?? "HTTP/1.1"
   }
   get authority(): undefined {
     return undefined

@@ -11,10 +11,12 @@ import type { EncodedHead } from "../http/Encoder.ts"
 import { isValidName, reasonPhrase, valueMax } from "../http/Encoder.ts"
 
 /**
- * Fields the front end derives from its own connection to the client: hop-by-hop fields
- * (RFC 9110 §7.6.1) and a transfer coding, which SCGI's close-delimited bodies never use.
+ * Fields the server writes itself or the front end derives from its own connection to the
+ * client: the CGI `Status` field (RFC 3875 §6.3.3: the response's status, sent once; a second one
+ * from the app's headers would contradict it), hop-by-hop fields (RFC 9110 §7.6.1) and a
+ * transfer coding, which SCGI's close-delimited bodies never use.
  */
-const managed = new Set(["content-length", "transfer-encoding", "connection", "keep-alive"])
+const managed = new Set(["status", "content-length", "transfer-encoding", "connection", "keep-alive"])
 
 /**
  * Encodes a response head, or returns a description of what makes it invalid (a bad status, a

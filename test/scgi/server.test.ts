@@ -305,7 +305,7 @@ describe("ScgiServer: requests and responses", () => {
           rawHeaders: rawHeaders(request),
           body,
           https: environ.https,
-          remotePort: environ.cgi.REMOTE_PORT ?? null,
+          remotePort: (yield* environ.cgi).REMOTE_PORT ?? null,
           variables: environ.variables
         })
       })
@@ -419,6 +419,18 @@ describe("ScgiServer: response framing", () => {
         "b=2; HttpOnly"
       ])
       expect(response.body.toString()).toBe("teapot")
+    })
+  )
+
+  it.live("sends one Status line, the response's: a status header from the app is not copied", () =>
+    Effect.gen(function* () {
+      const app = Effect.succeed(HttpServerResponse.text("missing", { status: 404, headers: { status: "200 OK" } }))
+      const { address } = yield* serveApp(app)
+      const { data } = yield* scgiExchange(address, scgiRequest(hello))
+      const response = parseScgiResponse(data)
+      expect(response.status).toBe(404)
+      expect(response.fields.filter(([name]) => name.toLowerCase() === "status")).toEqual([["Status", "404 Not Found"]])
+      expect(response.body.toString()).toBe("missing")
     })
   )
 
