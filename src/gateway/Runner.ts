@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { Context, Effect, type Exit, type Fiber, Option } from "effect"
-import { causeResponseStripped } from "effect/http/HttpServerError"
+import { ClientAbort, causeResponseStripped } from "effect/http/HttpServerError"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import { type AccessLogFormat, formatAccess } from "../stats/AccessLog.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
@@ -126,4 +126,19 @@ export const makeRunner = <X extends RunExchange>(options: {
       log(Effect.logDebug("request refused", error.status, error.reason))
     }
   }
+}
+
+/**
+ * The peer of an exchange in progress went away: a body still arriving fails with
+ * `IncompleteBody`, and the app's fiber is interrupted as Effect's `ClientAbort` (499).
+ *
+ * @since 0.1.0
+ */
+export const peerGone = (exchange: {
+  readonly body: { abort(): void }
+  readonly fiberDone: boolean
+  readonly fiber: Fiber.Fiber<void, never> | undefined
+}): void => {
+  exchange.body.abort()
+  if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe(undefined, ClientAbort.annotation)
 }

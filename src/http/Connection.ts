@@ -9,8 +9,7 @@
 import type * as Net from "node:net"
 import * as NodeTls from "node:tls"
 import { Effect, type Exit } from "effect"
-import { ClientAbort } from "effect/http/HttpServerError"
-import type { RequestRunner } from "../gateway/Runner.ts"
+import { peerGone, type RequestRunner } from "../gateway/Runner.ts"
 import { type TlsInfo, tlsInfoOf } from "../listen/Tls.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
 import type { Admission, Waiter } from "./Admission.ts"
@@ -271,19 +270,13 @@ export class Http1Connection implements ExchangeHost {
   onClose(): void {
     this.closed = true
     this.clearDeadline()
-    const stats = this.server.stats
-    stats.closedBytesRead += this.socket.bytesRead
-    stats.closedBytesWritten += this.socket.bytesWritten
+    this.server.stats.connectionClosed(this.socket)
     if (this.waiter !== undefined) {
       this.server.admission?.cancel(this.waiter)
       this.waiter = undefined
     }
-    const exchange = this.current
-    if (exchange !== undefined) {
-      exchange.body.abort()
-      // RFC 9110 §15.5.20 (499 in Effect's mapping): the client went away; stop its work.
-      if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe(undefined, ClientAbort.annotation)
-    }
+    // The client went away: stop the work of its request.
+    if (this.current !== undefined) peerGone(this.current)
     this.onDrain()
     this.server.forget(this)
     this.resumeLifetime?.(Effect.void)

@@ -155,6 +155,41 @@ export const valueMax = (value: string): number => {
 }
 
 /**
+ * Appends the application's header fields (except those in `skip`) and cookies to `head`,
+ * validated (a name that is not a token, a value with CR, LF, NUL or characters beyond Latin-1 is
+ * described instead), for the HTTP/1.1 and SCGI encoders alike. `max` is the highest character
+ * code in `head` so far; `latin1` tells whether the result needs single-byte encoding.
+ *
+ * @since 0.1.0
+ */
+export const appendFields = (
+  head: string,
+  max: number,
+  h: ResponseInit,
+  skip: ReadonlySet<string>
+): EncodedHead | string => {
+  const headers = h.headers
+  for (const name in headers) {
+    if (skip.has(name)) continue
+    const value = headers[name]
+    if (!isValidName(name)) return `invalid response header name: ${JSON.stringify(name)}`
+    const m = valueMax(value)
+    if (m === -1) return `invalid value for response header ${name}`
+    if (m > max) max = m
+    head += `${name}: ${value}\r\n`
+  }
+  if (h.setCookies !== undefined) {
+    for (const cookie of h.setCookies) {
+      const m = valueMax(cookie)
+      if (m === -1) return "invalid value for response header set-cookie"
+      if (m > max) max = m
+      head += `set-cookie: ${cookie}\r\n`
+    }
+  }
+  return { head, latin1: max > 0x7f }
+}
+
+/**
  * Encodes a response head, or returns a description of what makes it invalid (a bad status, a
  * header name that is not a token, a value with CR/LF/NUL or characters beyond Latin-1).
  *
@@ -184,35 +219,16 @@ export const encodeHead = (
     if (max === -1) return "invalid status text"
     head = `HTTP/1.1 ${status} ${h.statusText}\r\n`
   }
-  let sawDate = false
-  let sawServer = false
-  const headers = h.headers
-  for (const name in headers) {
-    if (managed.has(name)) continue
-    const value = headers[name]
-    if (!isValidName(name)) return `invalid response header name: ${JSON.stringify(name)}`
-    const m = valueMax(value)
-    if (m === -1) return `invalid value for response header ${name}`
-    if (m > max) max = m
-    if (name === "date") sawDate = true
-    else if (name === "server") sawServer = true
-    head += `${name}: ${value}\r\n`
-  }
-  if (h.setCookies !== undefined) {
-    for (const cookie of h.setCookies) {
-      const m = valueMax(cookie)
-      if (m === -1) return "invalid value for response header set-cookie"
-      if (m > max) max = m
-      head += `set-cookie: ${cookie}\r\n`
-    }
-  }
+  const fields = appendFields(head, max, h, managed)
+  if (typeof fields === "string") return fields
+  head = fields.head
   if (h.contentLength >= 0) head += `content-length: ${h.contentLength}\r\n`
   else if (chunked) head += "transfer-encoding: chunked\r\n"
   if (close) head += "connection: close\r\n"
   else if (keepAlive) head += "connection: keep-alive\r\n"
-  if (!sawDate) head += `date: ${httpDate()}\r\n`
-  if (!sawServer && server !== "") head += `server: ${server}\r\n`
-  return { head: `${head}\r\n`, latin1: max > 0x7f }
+  if (h.headers.date === undefined) head += `date: ${httpDate()}\r\n`
+  if (h.headers.server === undefined && server !== "") head += `server: ${server}\r\n`
+  return { head: `${head}\r\n`, latin1: fields.latin1 }
 }
 
 /**

@@ -7,16 +7,15 @@
  */
 import type * as Net from "node:net"
 import { Effect, type Exit, Fiber } from "effect"
-import { ClientAbort } from "effect/http/HttpServerError"
 import { BodyReader, type BodySource } from "../gateway/BodyReader.ts"
 import type { ResponseInit, ResponseTarget } from "../gateway/ResponseTarget.ts"
-import type { RequestRunner, RunExchange } from "../gateway/Runner.ts"
+import { peerGone, type RequestRunner, type RunExchange } from "../gateway/Runner.ts"
 import type { Admission, Waiter } from "../http/Admission.ts"
 import { interruptGrace } from "../http/Connection.ts"
 import { HttpProtocolError } from "../http/HttpProtocolError.ts"
 import type { TlsInfo } from "../listen/Tls.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
-import { type Environ, mapRequest } from "./Environ.ts"
+import { type Environ, type MappedRequest, mapRequest } from "./Environ.ts"
 import { encodeScgiHead, simpleScgiResponse } from "./ScgiEncoder.ts"
 import { type ScgiLimits, ScgiParser } from "./ScgiParser.ts"
 
@@ -80,18 +79,7 @@ export class ScgiExchange implements RunExchange, ResponseTarget, BodySource {
   private remaining = -1
   private withoutBody = false
 
-  constructor(
-    connection: ScgiConnection,
-    mapped: {
-      readonly method: string
-      readonly url: string
-      readonly rawHeaders: ReadonlyArray<string>
-      readonly remoteAddress: string | undefined
-      readonly protocol: "http" | "https"
-      readonly environ: Environ
-    },
-    maxBodySize: number
-  ) {
+  constructor(connection: ScgiConnection, mapped: MappedRequest, maxBodySize: number) {
     this.connection = connection
     this.method = mapped.method
     this.url = mapped.url
@@ -319,20 +307,13 @@ export class ScgiConnection {
   onClose(): void {
     this.closed = true
     this.deadline = 0
-    const stats = this.server.stats
-    stats.closedBytesRead += this.socket.bytesRead
-    stats.closedBytesWritten += this.socket.bytesWritten
+    this.server.stats.connectionClosed(this.socket)
     if (this.waiter !== undefined) {
       this.server.admission?.cancel(this.waiter)
       this.waiter = undefined
     }
-    const exchange = this.exchange
-    if (exchange !== undefined) {
-      // A front end that closed before the whole body arrived: the body fails with IncompleteBody.
-      exchange.body.abort()
-      // The front end gave up on the request (its client went away): stop the work.
-      if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe(undefined, ClientAbort.annotation)
-    }
+    // The front end gave up on the request (its client went away): stop the work.
+    if (this.exchange !== undefined) peerGone(this.exchange)
     this.server.forget(this)
     this.resumeLifetime?.(Effect.void)
   }

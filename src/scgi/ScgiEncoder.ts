@@ -8,7 +8,7 @@
 
 import type { ResponseInit } from "../gateway/ResponseTarget.ts"
 import type { EncodedHead } from "../http/Encoder.ts"
-import { isValidName, reasonPhrase, valueMax } from "../http/Encoder.ts"
+import { appendFields, reasonPhrase, valueMax } from "../http/Encoder.ts"
 
 /**
  * Fields the server writes itself or the front end derives from its own connection to the
@@ -34,27 +34,10 @@ export const encodeScgiHead = (h: ResponseInit): EncodedHead | string => {
     max = valueMax(h.statusText)
     if (max === -1) return "invalid status text"
   }
-  let head = `Status: ${status} ${reason}\r\n`
-  const headers = h.headers
-  for (const name in headers) {
-    if (managed.has(name)) continue
-    const value = headers[name]
-    if (!isValidName(name)) return `invalid response header name: ${JSON.stringify(name)}`
-    const m = valueMax(value)
-    if (m === -1) return `invalid value for response header ${name}`
-    if (m > max) max = m
-    head += `${name}: ${value}\r\n`
-  }
-  if (h.setCookies !== undefined) {
-    for (const cookie of h.setCookies) {
-      const m = valueMax(cookie)
-      if (m === -1) return "invalid value for response header set-cookie"
-      if (m > max) max = m
-      head += `set-cookie: ${cookie}\r\n`
-    }
-  }
-  if (h.contentLength >= 0) head += `content-length: ${h.contentLength}\r\n`
-  return { head: `${head}\r\n`, latin1: max > 0x7f }
+  const fields = appendFields(`Status: ${status} ${reason}\r\n`, max, h, managed)
+  if (typeof fields === "string") return fields
+  const length = h.contentLength >= 0 ? `content-length: ${h.contentLength}\r\n` : ""
+  return { head: `${fields.head}${length}\r\n`, latin1: fields.latin1 }
 }
 
 /**

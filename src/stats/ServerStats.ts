@@ -86,6 +86,12 @@ export class ServerStats {
   /** Bytes of connections that have closed. */
   closedBytesRead = 0
   closedBytesWritten = 0
+
+  /** A connection closed: its byte counts move from the live ones to the totals. */
+  connectionClosed(socket: { readonly bytesRead: number; readonly bytesWritten: number }): void {
+    this.closedBytesRead += socket.bytesRead
+    this.closedBytesWritten += socket.bytesWritten
+  }
   readonly timeouts: Record<TimeoutKind, number> = { headers: 0, request: 0, keepAlive: 0, handshake: 0 }
   readonly protocolErrors: Record<string, number> = {}
   private readonly bucketCounts = new Array<number>(durationBoundaries.length + 1).fill(0)

@@ -8,7 +8,7 @@ import * as HttpServer from "effect/http/HttpServer"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import type { HttpServerResponse } from "effect/http/HttpServerResponse"
 import type * as Scope from "effect/Scope"
-import { Http1Server } from "../../src/index.ts"
+import { Http1Server, Stats } from "../../src/index.ts"
 import type { Http1ServerOptionsInput } from "../../src/options.ts"
 
 export interface Running {
@@ -46,4 +46,16 @@ export const serveLayer = <E>(
       layer.pipe(Layer.provideMerge(Http1Server.layer({ host: "127.0.0.1", port: 0, ...options })))
     )
     return running(Context.get(context, HttpServer.HttpServer))
+  })
+
+/** Serves `app` on 127.0.0.1 with an ephemeral port, returning the port and the server's `Stats`. */
+export const serveWithStats = <E>(
+  app: Effect.Effect<HttpServerResponse, E, Provided>,
+  options: Http1ServerOptionsInput = {}
+): Effect.Effect<{ readonly port: number; readonly stats: Stats["Service"] }, unknown, Scope.Scope> =>
+  Effect.gen(function* () {
+    const context = yield* Layer.build(
+      HttpServer.serve(app).pipe(Layer.provideMerge(Http1Server.layer({ host: "127.0.0.1", port: 0, ...options })))
+    )
+    return { port: running(Context.get(context, HttpServer.HttpServer)).port, stats: Context.get(context, Stats) }
   })

@@ -16,6 +16,7 @@ import type { Http1ServerOptionsInput } from "../../src/options.ts"
 import { cli, connectionRefused, exitOf, killAll, listening } from "../helpers/cli.ts"
 import { parseResponses, type RawResponse, request } from "../helpers/raw.ts"
 import type { Provided } from "../helpers/server.ts"
+import { waitUntil } from "../helpers/wait.ts"
 
 afterEach(() => {
   killAll()
@@ -81,17 +82,6 @@ const connect = (port: number) =>
     }),
     (client) => Effect.sync(() => client.socket.destroy())
   )
-
-/** Polls `done` every 10 ms; false if it did not hold within `timeoutMs`. */
-const waitUntil = (done: () => boolean, timeoutMs: number): Effect.Effect<boolean> =>
-  Effect.gen(function* () {
-    const until = performance.now() + timeoutMs
-    while (!done()) {
-      if (performance.now() > until) return false
-      yield* Effect.sleep(10)
-    }
-    return true
-  })
 
 /** What a new connection attempt gets: "connected" or the error code. */
 const connectAttempt = (port: number): Effect.Effect<string> =>

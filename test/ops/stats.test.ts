@@ -17,6 +17,7 @@ import { Http1Server, Stats } from "../../src/index.ts"
 import type { Http1ServerOptionsInput } from "../../src/options.ts"
 import { parseResponses, type RawResponse, rawExchange, request } from "../helpers/raw.ts"
 import { type Provided, serveLayer } from "../helpers/server.ts"
+import { waitFor } from "../helpers/wait.ts"
 
 /** Serves `app` in a scope the test can close, on an ephemeral port. */
 const start = <E>(
@@ -66,17 +67,6 @@ const send = (client: Client, data: string) => {
   client.sent += Buffer.byteLength(data)
   client.socket.write(data)
 }
-
-/** Polls `done` every 10 ms; false if it did not hold within `timeoutMs`. */
-const waitFor = (done: Effect.Effect<boolean>, timeoutMs: number): Effect.Effect<boolean> =>
-  Effect.gen(function* () {
-    const until = performance.now() + timeoutMs
-    while (!(yield* done)) {
-      if (performance.now() > until) return false
-      yield* Effect.sleep(10)
-    }
-    return true
-  })
 
 const get = (path: string, ...headers: ReadonlyArray<string>) => request(`GET ${path} HTTP/1.1`, "Host: x", ...headers)
 

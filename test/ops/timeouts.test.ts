@@ -6,31 +6,17 @@
 
 import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
-import * as HttpServer from "effect/http/HttpServer"
+import { Effect } from "effect"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import type * as Scope from "effect/Scope"
-import { Http1Server, Stats } from "../../src/index.ts"
-import type { Http1ServerOptionsInput } from "../../src/options.ts"
 import { parseResponses, type RawResponse, rawExchange, request } from "../helpers/raw.ts"
-import type { Provided } from "../helpers/server.ts"
+import { serveWithStats } from "../helpers/server.ts"
+import { waitFor, waitUntil } from "../helpers/wait.ts"
 
 const hello = Effect.succeed(HttpServerResponse.text("Hello, World!"))
 
-/** Serves `app` on an ephemeral port and returns the port and the server's Stats. */
-const start = <E>(
-  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, Provided>,
-  options: Http1ServerOptionsInput
-) =>
-  Effect.gen(function* () {
-    const context = yield* Layer.build(
-      HttpServer.serve(app).pipe(Layer.provideMerge(Http1Server.layer({ host: "127.0.0.1", port: 0, ...options })))
-    )
-    const address = Context.get(context, HttpServer.HttpServer).address
-    if (address._tag === "UnixPathAddress") throw new Error("expected a TCP address")
-    return { port: address.port, stats: Context.get(context, Stats) }
-  })
+const start = serveWithStats
 
 /** A client connection the test drives by hand. */
 interface Client {
@@ -70,19 +56,6 @@ const openSocket = (port: number): Effect.Effect<Client> =>
 /** A connection destroyed when the scope closes. */
 const connect = (port: number): Effect.Effect<Client, never, Scope.Scope> =>
   Effect.acquireRelease(openSocket(port), (client) => Effect.sync(() => client.socket.destroy()))
-
-/** Polls `done` every 10 ms; false if it did not hold within `timeoutMs`. */
-const waitFor = (done: Effect.Effect<boolean>, timeoutMs: number): Effect.Effect<boolean> =>
-  Effect.gen(function* () {
-    const until = performance.now() + timeoutMs
-    while (!(yield* done)) {
-      if (performance.now() > until) return false
-      yield* Effect.sleep(10)
-    }
-    return true
-  })
-const waitUntil = (done: () => boolean, timeoutMs: number): Effect.Effect<boolean> =>
-  waitFor(Effect.sync(done), timeoutMs)
 
 const get = (path: string) => request(`GET ${path} HTTP/1.1`, "Host: x")
 

@@ -20,6 +20,7 @@ import { cli, exitOf, killAll, listeningOn } from "../helpers/cli.ts"
 import { parseResponses, type RawResponse, rawExchange, request } from "../helpers/raw.ts"
 import { type Provided, serveApp } from "../helpers/server.ts"
 import { type Certs, makeCerts } from "../helpers/tls.ts"
+import { waitUntil } from "../helpers/wait.ts"
 
 let certs: Certs
 
@@ -138,17 +139,6 @@ const connectTls = (port: number, options: Tls.ConnectionOptions = {}): Effect.E
     }),
     (client) => Effect.sync(() => client.socket.destroy())
   )
-
-/** Polls `done` every 10 ms; false if it did not hold within `timeoutMs`. */
-const waitUntil = (done: () => boolean, timeoutMs: number): Effect.Effect<boolean> =>
-  Effect.gen(function* () {
-    const until = performance.now() + timeoutMs
-    while (!done()) {
-      if (performance.now() > until) return false
-      yield* Effect.sleep(10)
-    }
-    return true
-  })
 
 /** Sends a request on `client` and waits (up to 5 s) for the `count`th response overall. */
 const exchange = (client: TlsClient, bytes: string, count: number): Effect.Effect<Array<RawResponse>> =>

@@ -30,6 +30,7 @@ import {
   scgiRequest
 } from "../helpers/scgi.ts"
 import { type Provided, serveApp as serveHttp } from "../helpers/server.ts"
+import { waitUntil } from "../helpers/wait.ts"
 
 const dirs: Array<string> = []
 
@@ -125,17 +126,6 @@ const connect = (address: ScgiAddress) =>
     }),
     (client) => Effect.sync(() => client.socket.destroy())
   )
-
-/** Polls `done` every 10 ms; false if it did not hold within `timeoutMs`. */
-const waitUntil = (done: () => boolean, timeoutMs: number): Effect.Effect<boolean> =>
-  Effect.gen(function* () {
-    const until = performance.now() + timeoutMs
-    while (!done()) {
-      if (performance.now() > until) return false
-      yield* Effect.sleep(10)
-    }
-    return true
-  })
 
 const waitForStats = (stats: Stats["Service"], done: (s: StatsOf) => boolean, timeoutMs: number) =>
   Effect.gen(function* () {
