@@ -52,6 +52,8 @@ const lingerMillis = 2_000
 
 const HEADERS = 1
 const BODY = 2
+/** After our FIN: the front end has until then to read the response and close its side. */
+const LINGER = 3
 
 /**
  * The one request of an SCGI connection and its response.
@@ -277,6 +279,10 @@ export class ScgiConnection {
     const kind = this.deadlineKind
     this.deadline = 0
     this.deadlineKind = 0
+    if (kind === LINGER) {
+      if (!this.closed) this.socket.destroy()
+      return
+    }
     if (this.closed || this.ending) return
     const stats = this.server.stats
     if (kind === HEADERS) {
@@ -524,8 +530,7 @@ export class ScgiConnection {
     const socket = this.socket
     socket.end()
     if (this.readPaused) socket.resume()
-    const timer = setTimeout(() => socket.destroy(), lingerMillis)
-    timer.unref()
-    socket.once("close", () => clearTimeout(timer))
+    // The server's deadline sweep ends the linger: no timer per connection.
+    this.setDeadline(LINGER, lingerMillis)
   }
 }
