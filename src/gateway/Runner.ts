@@ -48,8 +48,14 @@ export interface RequestRunner<X extends RunExchange> {
   readonly run: (exchange: X) => Fiber.Fiber<void, never>
   /** An exchange ended: log failures, count it. */
   readonly completed: (exchange: X, exit: Exit.Exit<void, never>) => void
-  /** A request was refused by the protocol parser. */
-  readonly rejected: (error: { readonly status: number; readonly reason: string }) => void
+  /**
+   * A request was refused by the protocol parser. `answered` is the refusal the server sent (the
+   * peer's address and the body's length), which gets an access-log line as any response does.
+   */
+  readonly rejected: (
+    error: { readonly status: number; readonly reason: string },
+    answered?: { readonly remoteAddress: string | undefined; readonly bytes: number }
+  ) => void
 }
 
 const header = (exchange: RunExchange, name: string): string | undefined => {
@@ -121,9 +127,28 @@ export const makeRunner = <X extends RunExchange>(options: {
         )
       }
     },
-    rejected: (error) => {
+    rejected: (error, answered) => {
       stats.protocolError(error.status)
       log(Effect.logDebug("request refused", error.status, error.reason))
+      if (accessLog === "off" || answered === undefined) return
+      // As nginx and Apache do, a refused request is logged too; its request line is "-": what
+      // arrived is not a request the server understood.
+      log(
+        Effect.log(
+          formatAccess(accessLog, {
+            remoteAddress: answered.remoteAddress,
+            time: Date.now(),
+            method: "",
+            target: "",
+            protocol: "",
+            status: error.status,
+            bytes: answered.bytes,
+            referer: undefined,
+            userAgent: undefined,
+            duration: 0
+          })
+        )
+      )
     }
   }
 }

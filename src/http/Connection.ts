@@ -644,8 +644,9 @@ export class Http1Connection implements ExchangeHost {
 
   /** Answers a request the parser refused, then closes. */
   private reject(error: HttpProtocolError): void {
-    this.server.runner.rejected(error)
-    this.write(simpleResponse(error.status, `${error.reason}\n`, true, this.config.serverName))
+    const body = `${error.reason}\n`
+    this.server.runner.rejected(error, { remoteAddress: this.socket.remoteAddress, bytes: Buffer.byteLength(body) })
+    this.write(simpleResponse(error.status, body, true, this.config.serverName))
     this.end()
   }
 

@@ -513,8 +513,10 @@ export class ScgiConnection {
   }
 
   private reject(status: 400 | 413, reason: string): void {
-    this.server.runner.rejected({ status, reason })
-    this.write(simpleScgiResponse(status, `${reason}\n`))
+    const body = `${reason}\n`
+    // The client's address is in the variables the front end sent, which were not understood.
+    this.server.runner.rejected({ status, reason }, { remoteAddress: undefined, bytes: Buffer.byteLength(body) })
+    this.write(simpleScgiResponse(status, body))
     this.end()
   }
 

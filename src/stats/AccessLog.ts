@@ -14,6 +14,7 @@ export interface AccessRecord {
   readonly remoteAddress: string | undefined
   /** When the request head was received (ms since the epoch). */
   readonly time: number
+  /** Empty for a request refused before its request line was understood. */
   readonly method: string
   /** The request-target as received. */
   readonly target: string
@@ -59,8 +60,12 @@ const escapeField = (value: string): string => {
 
 const quoted = (value: string | undefined): string => (value === undefined ? '"-"' : `"${escapeField(value)}"`)
 
+/** The request line; unknown (`"-"`) for a request refused before it could be read. */
+const requestLine = (r: AccessRecord): string | undefined =>
+  r.method === "" ? undefined : `${r.method} ${r.target} ${r.protocol}`
+
 const common = (r: AccessRecord): string =>
-  `${r.remoteAddress ?? "-"} - - [${clfTime(r.time)}] ${quoted(`${r.method} ${r.target} ${r.protocol}`)} ${
+  `${r.remoteAddress ?? "-"} - - [${clfTime(r.time)}] ${quoted(requestLine(r))} ${
     r.status === 0 ? "-" : r.status
   } ${r.bytes === undefined || r.bytes === 0 ? "-" : r.bytes}`
 
@@ -79,9 +84,9 @@ export const formatAccess = (format: AccessLogFormat, r: AccessRecord): string =
       return JSON.stringify({
         time: new Date(r.time).toISOString(),
         remote: r.remoteAddress ?? null,
-        method: r.method,
-        target: r.target,
-        protocol: r.protocol,
+        method: r.method === "" ? null : r.method,
+        target: r.method === "" ? null : r.target,
+        protocol: r.method === "" ? null : r.protocol,
         status: r.status,
         bytes: r.bytes ?? null,
         referer: r.referer ?? null,

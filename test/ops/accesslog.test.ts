@@ -116,6 +116,17 @@ describe("access log through the server", () => {
     })
   )
 
+  it.live('a request the parser refuses is logged too, with "-" for its request line', () =>
+    Effect.gen(function* () {
+      const { port, logged } = yield* serveLogged("combined")
+      const result = yield* rawExchange(port, "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+      expect(result.responses.map((r) => r.status)).toEqual([400])
+      const bytes = result.responses[0].body.length
+      const [line] = yield* lines(logged, 1)
+      expect(line).toMatch(new RegExp(`^127\\.0\\.0\\.1 - - \\[[^\\]]+\\] "-" 400 ${bytes} "-" "-"$`))
+    })
+  )
+
   it.live("json: one JSON record per request with the same fields", () =>
     Effect.gen(function* () {
       const { port, logged } = yield* serveLogged("json")
@@ -268,6 +279,21 @@ describe("formatAccess", () => {
       '192.0.2.7 - - [10/Oct/2000:13:55:36 +0000] "POST /a\\"b\\\\c\\x0d\\x0ad HTTP/1.1" 201 1234 "x\\"\\x0a127.0.0.1 - - [forged]" "\\x00\\x1b[31m\\x7f"'
     )
     expect(hasControl(line)).toBe(false)
+  })
+
+  it('a refused request (no method) has "-" as its request line, and null fields in JSON', () => {
+    const refused = {
+      ...record,
+      method: "",
+      target: "",
+      protocol: "",
+      status: 400,
+      referer: undefined,
+      userAgent: undefined
+    }
+    expect(formatAccess("common", refused)).toMatch(/\] "-" 400 /)
+    const json: unknown = JSON.parse(formatAccess("json", refused))
+    expect(json).toMatchObject({ method: null, target: null, protocol: null, status: 400 })
   })
 
   it("json: every field, with an ISO time and null for what is unknown", () => {
