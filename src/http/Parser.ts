@@ -135,6 +135,8 @@ const maxChunkExtensionBytes = 16 * 1024
 /** RFC 9112 §7.1: chunk sizes are bounded so they never lose precision as numbers. */
 const maxChunkSize = Number.MAX_SAFE_INTEGER
 const EMPTY = Buffer.alloc(0)
+/** The smallest buffer allocated to join chunks. */
+const minStore = 4096
 
 const fail = (status: ProtocolStatus, reason: string) => new HttpProtocolError({ status, reason })
 
@@ -147,6 +149,8 @@ const fail = (status: ProtocolStatus, reason: string) => new HttpProtocolError({
 export class RequestParser {
   private readonly limits: ParserLimits
   private buf: Buffer = EMPTY
+  /** The buffer of our own that `buf` is a view of while input spans several chunks. */
+  private store: Buffer | undefined
   /** Start of unconsumed input in `buf`. In line-oriented states, the start of the current line. */
   private pos = 0
   /** Bytes of the current line already searched for its LF. */
@@ -157,6 +161,8 @@ export class RequestParser {
   // head in progress
   private requestLineDone = false
   private skippedEmptyLine = false
+  /** Bytes of the request line, from `pos`, already checked by `checkMethodPrefix`. */
+  private methodChecked = 0
   private method = ""
   private target = ""
   private minor: 0 | 1 = 1
@@ -182,11 +188,32 @@ export class RequestParser {
    * Adds received bytes. The parser keeps a reference to `chunk`: do not modify it afterwards.
    */
   push(chunk: Buffer): void {
-    if (this.pos >= this.buf.length) {
+    const rest = this.buf.length - this.pos
+    if (rest <= 0) {
       this.buf = chunk
-    } else {
-      this.buf = Buffer.concat([this.buf.subarray(this.pos), chunk])
+      this.pos = 0
+      this.store = undefined
+      return
     }
+    // Unconsumed input (a line not yet complete) continues in `store`, a buffer of our own with
+    // room to grow: appending a chunk copies only the chunk, so a line dribbled a byte at a time
+    // costs linear rather than quadratic copying. Views already handed out (body data) lie
+    // before the logical end and are never written over.
+    const store = this.store
+    if (store !== undefined && this.buf.buffer === store.buffer) {
+      const start = this.buf.byteOffset - store.byteOffset
+      const end = start + this.buf.length
+      if (end + chunk.length <= store.length) {
+        store.set(chunk, end)
+        this.buf = store.subarray(start, end + chunk.length)
+        return
+      }
+    }
+    const next = Buffer.allocUnsafe(Math.max(minStore, 2 * (rest + chunk.length)))
+    this.buf.copy(next, 0, this.pos)
+    next.set(chunk, rest)
+    this.store = next
+    this.buf = next.subarray(0, rest + chunk.length)
     this.pos = 0
   }
 
@@ -285,6 +312,7 @@ export class RequestParser {
           // line; we ignore exactly one, so a stream of CRLFs cannot keep a connection busy.
           if (this.skippedEmptyLine) return this.failWith(400, "unexpected empty line before request line")
           this.skippedEmptyLine = true
+          this.methodChecked = 0
           continue
         }
         if (end - start > limits.maxRequestLineSize) {
@@ -293,6 +321,7 @@ export class RequestParser {
         const error = this.parseRequestLine(start, end)
         if (error !== undefined) return error
         this.requestLineDone = true
+        this.methodChecked = 0
         continue
       }
       if (end === start) {
@@ -317,11 +346,14 @@ export class RequestParser {
     // one leading CRLF may precede the request line
     if (!this.skippedEmptyLine && buf[i] === CR) i += 2
     const end = this.buf.length
+    // What earlier calls checked is not checked again: a dribbled request line costs linear time.
+    i = Math.max(i, this.pos + this.methodChecked)
     for (; i < end; i++) {
       const b = buf[i]
       if (b === SP) return undefined
       if (TCHAR[b] === 0) return this.failWith(400, "invalid method")
     }
+    this.methodChecked = end - this.pos
     return undefined
   }
 
@@ -547,6 +579,7 @@ export class RequestParser {
   private resetHead(): void {
     this.requestLineDone = false
     this.skippedEmptyLine = false
+    this.methodChecked = 0
     this.raw = undefined
     this.headerBytes = 0
     this.hostCount = 0

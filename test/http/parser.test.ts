@@ -409,3 +409,33 @@ describe("parser state", () => {
     expect(parser.next()._tag).toBe("NeedData")
   })
 })
+
+describe("input arriving a byte at a time", () => {
+  it("keeps body views intact while later bytes are appended (1, 3 and 7 bytes at a time)", () => {
+    const longValue = "v".repeat(5000)
+    const chunks = ["a".repeat(3000), "b".repeat(17), "c".repeat(4500)]
+    const chunked = chunks.map((c) => `${c.length.toString(16)}\r\n${c}\r\n`).join("")
+    const input = Buffer.from(
+      `POST /${"p".repeat(6000)} HTTP/1.1\r\nHost: h\r\nX-Long: ${longValue}\r\nTransfer-Encoding: chunked\r\n\r\n${chunked}0\r\n\r\n`
+    )
+    for (const step of [1, 3, 7]) {
+      const parser = new RequestParser()
+      const views: Array<Buffer> = []
+      let headValue: string | undefined
+      let ended = false
+      for (let i = 0; i < input.length; i += step) {
+        parser.push(input.subarray(i, i + step))
+        for (let event = parser.next(); event._tag !== "NeedData"; event = parser.next()) {
+          if (event._tag === "Head") headValue = event.rawHeaders[3]
+          else if (event._tag === "Data") views.push(event.bytes)
+          else if (event._tag === "End") ended = true
+          else throw new Error(`unexpected ${event._tag}`)
+        }
+      }
+      expect(headValue).toBe(longValue)
+      expect(ended).toBe(true)
+      // the views are read only now, after every later byte was pushed
+      expect(Buffer.concat(views).toString()).toBe(chunks.join(""))
+    }
+  })
+})
