@@ -9,6 +9,8 @@
  *
  * @since 0.1.0
  */
+
+import { appendInput } from "./appendInput.ts"
 import { CR, FIELD_VALUE, HEX, HTAB, IP_LITERAL, LF, REG_NAME, SP, TARGET, TCHAR } from "./chars.ts"
 import { HttpProtocolError, type ProtocolStatus } from "./HttpProtocolError.ts"
 import * as intern from "./intern.ts"
@@ -135,8 +137,6 @@ const maxChunkExtensionBytes = 16 * 1024
 /** RFC 9112 §7.1: chunk sizes are bounded so they never lose precision as numbers. */
 const maxChunkSize = Number.MAX_SAFE_INTEGER
 const EMPTY = Buffer.alloc(0)
-/** The smallest buffer allocated to join chunks. */
-const minStore = 4096
 
 const fail = (status: ProtocolStatus, reason: string) => new HttpProtocolError({ status, reason })
 
@@ -149,8 +149,6 @@ const fail = (status: ProtocolStatus, reason: string) => new HttpProtocolError({
 export class RequestParser {
   private readonly limits: ParserLimits
   private buf: Buffer = EMPTY
-  /** The buffer of our own that `buf` is a view of while input spans several chunks. */
-  private store: Buffer | undefined
   /** Start of unconsumed input in `buf`. In line-oriented states, the start of the current line. */
   private pos = 0
   /** Bytes of the current line already searched for its LF. */
@@ -188,32 +186,7 @@ export class RequestParser {
    * Adds received bytes. The parser keeps a reference to `chunk`: do not modify it afterwards.
    */
   push(chunk: Buffer): void {
-    const rest = this.buf.length - this.pos
-    if (rest <= 0) {
-      this.buf = chunk
-      this.pos = 0
-      this.store = undefined
-      return
-    }
-    // Unconsumed input (a line not yet complete) continues in `store`, a buffer of our own with
-    // room to grow: appending a chunk copies only the chunk, so a line dribbled a byte at a time
-    // costs linear rather than quadratic copying. Views already handed out (body data) lie
-    // before the logical end and are never written over.
-    const store = this.store
-    if (store !== undefined && this.buf.buffer === store.buffer) {
-      const start = this.buf.byteOffset - store.byteOffset
-      const end = start + this.buf.length
-      if (end + chunk.length <= store.length) {
-        store.set(chunk, end)
-        this.buf = store.subarray(start, end + chunk.length)
-        return
-      }
-    }
-    const next = Buffer.allocUnsafe(Math.max(minStore, 2 * (rest + chunk.length)))
-    this.buf.copy(next, 0, this.pos)
-    next.set(chunk, rest)
-    this.store = next
-    this.buf = next.subarray(0, rest + chunk.length)
+    this.buf = this.pos >= this.buf.length ? chunk : appendInput(this.buf.subarray(this.pos), chunk)
     this.pos = 0
   }
 

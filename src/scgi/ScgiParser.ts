@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import { appendInput } from "../http/appendInput.ts"
 import { latin1 } from "../http/intern.ts"
 import { ScgiProtocolError } from "./ScgiProtocolError.ts"
 
@@ -99,7 +100,7 @@ export class ScgiParser {
   /** Adds received bytes. The parser keeps a reference to `chunk`: do not modify it afterwards. */
   push(chunk: Buffer): void {
     if (this.state === FAILED || this.state === DONE) return
-    this.buf = this.pos >= this.buf.length ? chunk : Buffer.concat([this.buf.subarray(this.pos), chunk])
+    this.buf = this.pos >= this.buf.length ? chunk : appendInput(this.buf.subarray(this.pos), chunk)
     this.pos = 0
   }
 
