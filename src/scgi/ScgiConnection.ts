@@ -299,9 +299,21 @@ export class ScgiConnection {
         if (!exchange.headSent) exchange.sendSimple(408, "request body not received in time\n")
         exchange.body.fail(new HttpProtocolError({ status: 408, reason: "request body not received in time" }))
         if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe()
+        this.leaveQueue(exchange)
       }
       this.end()
     }
+  }
+
+  /**
+   * A request still waiting for a slot under maxConcurrentRequests that has been answered (a
+   * body timeout) leaves the queue: it must not start the app once a slot frees.
+   */
+  private leaveQueue(exchange: { fiberDone: boolean }): void {
+    if (this.waiter === undefined) return
+    this.server.admission?.cancel(this.waiter)
+    this.waiter = undefined
+    exchange.fiberDone = true
   }
 
   onData(chunk: Buffer): void {

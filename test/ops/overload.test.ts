@@ -185,6 +185,40 @@ describe("maxConcurrentRequests", () => {
     })
   )
 
+  it.live("a queued request whose body times out gets 408 and never runs, even once a slot frees", () =>
+    Effect.gen(function* () {
+      const { state, app } = counting()
+      const { port } = yield* start(app, { maxConcurrentRequests: 1, requestQueueTimeout: 10, requestTimeout: 0.3 })
+      const holder = yield* Effect.forkChild(
+        rawExchange(port, getAndClose("/hold?ms=1500&id=holder"), { responses: 1, timeoutMs: 10_000 })
+      )
+      expect(yield* waitUntil(() => state.running === 1, 4_000)).toBe(true)
+      // 2 of 10 body bytes, then nothing; the client reads the answer but keeps its side open
+      const received: Array<Buffer> = []
+      let answered = false
+      const stalled = yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const socket = Net.connect({ port, host: "127.0.0.1", allowHalfOpen: true })
+          socket.on("data", (chunk: Buffer) => received.push(chunk))
+          socket.on("end", () => {
+            answered = true
+          })
+          socket.on("error", () => {})
+          socket.write(`${request("POST /hold?id=stalled HTTP/1.1", "Host: x", "Content-Length: 10")}ab`)
+          return socket
+        }),
+        (socket) => Effect.sync(() => socket.destroy())
+      )
+      expect(yield* waitUntil(() => answered, 5_000)).toBe(true)
+      expect(parseResponses(Buffer.concat(received)).map((r) => r.status)).toEqual([408])
+      expect((yield* Fiber.join(holder)).responses.map((r) => r.status)).toEqual([200])
+      const after = yield* rawExchange(port, getAndClose("/hold?id=after"), { responses: 1, timeoutMs: 5_000 })
+      expect(after.responses.map((r) => r.status)).toEqual([200])
+      stalled.destroy()
+      expect(state.started).toEqual(["holder", "after"])
+    })
+  )
+
   it.live("a queued request whose client disconnects leaves the queue: the next waiter gets the slot", () =>
     Effect.gen(function* () {
       const { state, app } = counting()

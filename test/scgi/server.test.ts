@@ -601,6 +601,61 @@ describe("ScgiServer: refusals", () => {
     })
   )
 
+  it.live("a queued request whose body times out gets 408 and never runs, even once a slot frees", () =>
+    Effect.gen(function* () {
+      const started: Array<string> = []
+      const app = Effect.gen(function* () {
+        const request = yield* HttpServerRequest
+        started.push(request.url)
+        yield* Effect.sleep(request.url === "/slow" ? "1500 millis" : "10 millis")
+        return HttpServerResponse.text(request.url)
+      })
+      const { address } = yield* serveApp(app, {
+        maxConcurrentRequests: 1,
+        requestQueueTimeout: 10,
+        requestTimeout: 0.3
+      })
+      const slow = yield* Effect.forkChild(scgi(address, get("/slow")))
+      expect(yield* waitUntil(() => started.length === 1, 5_000)).toBe(true)
+      // the head and 2 of 10 body bytes, then nothing: queued behind /slow, then timed out
+      const partial = Buffer.concat([
+        netstring([
+          ["CONTENT_LENGTH", "10"],
+          ["SCGI", "1"],
+          ["REQUEST_METHOD", "POST"],
+          ["REQUEST_URI", "/stalled"]
+        ]),
+        Buffer.from("ab")
+      ])
+      // a front end that reads the 408 but keeps its side open until /slow is done
+      const received: Array<Buffer> = []
+      let answered = false
+      const lingering = yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const socket =
+            "port" in address
+              ? Net.connect({ port: address.port, host: "127.0.0.1", allowHalfOpen: true })
+              : Net.connect({ path: address.path, allowHalfOpen: true })
+          socket.on("data", (chunk: Buffer) => received.push(chunk))
+          socket.on("end", () => {
+            answered = true
+          })
+          socket.on("error", () => {})
+          socket.write(partial)
+          return socket
+        }),
+        (socket) => Effect.sync(() => socket.destroy())
+      )
+      expect(yield* waitUntil(() => answered, 5_000)).toBe(true)
+      expect(parseScgiResponse(Buffer.concat(received)).status).toBe(408)
+      expect((yield* Fiber.join(slow)).body.toString()).toBe("/slow")
+      // the slot is free again and a later request runs; the stalled one never did
+      expect((yield* scgi(address, get("/after"))).body.toString()).toBe("/after")
+      lingering.destroy()
+      expect(started).toEqual(["/slow", "/after"])
+    })
+  )
+
   it.live("maxConcurrentRequests queues requests; one that waits beyond requestQueueTimeout gets 503", () =>
     Effect.gen(function* () {
       let running = 0
