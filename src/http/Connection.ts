@@ -141,7 +141,8 @@ export class Http1Connection implements ExchangeHost {
 
   /**
    * Whether the response now being written must close the connection: the connection was asked
-   * to close, or the server is stopping and no further request has already arrived.
+   * to close, or the server is stopping and no further request head has already arrived whole
+   * (part of one is not waited for, so the response says the connection closes).
    */
   get closing(): boolean {
     return this.closeAfterCurrent || (this.draining && !this.hasFurtherInput())
@@ -150,7 +151,7 @@ export class Http1Connection implements ExchangeHost {
   /** Bytes beyond the current request's body are waiting in the parser. */
   private hasFurtherInput(): boolean {
     const exchange = this.current
-    return (exchange === undefined || exchange.bodyDone) && this.parser !== undefined && this.parser.buffered > 0
+    return (exchange === undefined || exchange.bodyDone) && this.parser !== undefined && this.parser.hasWholeHead
   }
 
   /** Waiting for a next request with nothing of it received. */

@@ -190,6 +190,14 @@ export class RequestParser {
     this.pos = 0
   }
 
+  /**
+   * Whether the unconsumed input holds the end of a head (an empty line), so that a next request
+   * has arrived whole or at least its head has. Used when stopping, not per request.
+   */
+  get hasWholeHead(): boolean {
+    return this.state === HEAD && this.buf.indexOf("\r\n\r\n", this.pos) !== -1
+  }
+
   /** Bytes received and not yet returned as events. */
   get buffered(): number {
     return this.buf.length - this.pos

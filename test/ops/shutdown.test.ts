@@ -313,6 +313,8 @@ describe("graceful stop", () => {
       expect(yield* waitUntil(() => client.closedAt !== undefined, 5_000)).toBe(true)
       const responses = responsesOf(client)
       expect(responses.map((r) => r.body.toString())).toEqual(["answer /sleep"])
+      // the answer says the connection closes: the half head is not waited for
+      expect(responses[0].header("connection")).toBe("close")
       expect(started).toBe(1)
     })
   )
