@@ -14,6 +14,15 @@ const int = (minimum: number, maximum: number) =>
 const field = <S extends Schema.Top>(schema: S, value: S["Encoded"], description: string) =>
   schema.pipe(Schema.withDecodingDefault(Effect.succeed(value))).annotate({ description })
 
+/**
+ * Seconds, as options give them, in milliseconds.
+ *
+ * @since 0.1.0
+ */
+export const millis = (seconds: number): number => Math.round(seconds * 1000)
+
+const noDelay = field(Schema.Boolean, true, "Disable Nagle's algorithm (TCP_NODELAY) so responses go out at once.")
+
 const KiB = 1024
 const MiB = 1024 * KiB
 
@@ -122,7 +131,7 @@ export const Http1ServerOptions = Schema.Struct({
   ...ListenFields,
   ...OperationFields,
   tls: Schema.optionalKey(TlsOptions.annotate({ description: "Serve HTTPS with this certificate and key." })),
-  noDelay: field(Schema.Boolean, true, "Disable Nagle's algorithm (TCP_NODELAY) so responses go out at once."),
+  noDelay,
   maxRequestLineSize: field(int(64, MiB), 8 * KiB, "Longest request line in bytes (414 beyond it)."),
   maxHeaderSize: field(
     int(256, 16 * MiB),
@@ -164,7 +173,7 @@ export const ScgiServerOptions = Schema.Struct({
   maxConcurrentRequests: OperationFields.maxConcurrentRequests,
   requestQueueTimeout: OperationFields.requestQueueTimeout,
   accessLog: OperationFields.accessLog,
-  noDelay: field(Schema.Boolean, true, "Disable Nagle's algorithm (TCP_NODELAY) so responses go out at once."),
+  noDelay,
   maxHeaderSize: field(int(16, 16 * MiB), 64 * KiB, "Largest SCGI header netstring in bytes (400 beyond it)."),
   maxBodySize: field(
     int(0, Number.MAX_SAFE_INTEGER),

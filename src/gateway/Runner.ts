@@ -7,6 +7,7 @@
 import { Context, Effect, type Exit, type Fiber, Option } from "effect"
 import { ClientAbort, causeResponseStripped } from "effect/http/HttpServerError"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
+import { HttpProtocolError } from "../http/HttpProtocolError.ts"
 import { type AccessLogFormat, formatAccess } from "../stats/AccessLog.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
 import * as Gateway from "./Gateway.ts"
@@ -166,4 +167,24 @@ export const peerGone = (exchange: {
 }): void => {
   exchange.body.abort()
   if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe(undefined, ClientAbort.annotation)
+}
+
+/**
+ * The body of an exchange in progress did not arrive within requestTimeout: a 408 unless a
+ * response has begun, then the body fails and the app's fiber is interrupted. The 408 goes out
+ * before the body fails: failing it can resume the app at once, whose error response (400 for a
+ * body read error) would otherwise win.
+ *
+ * @since 0.1.0
+ */
+export const bodyTimedOut = (exchange: {
+  readonly headSent: boolean
+  sendSimple(status: number, text: string): void
+  readonly body: { fail(failure: HttpProtocolError): void }
+  readonly fiberDone: boolean
+  readonly fiber: Fiber.Fiber<void, never> | undefined
+}): void => {
+  if (!exchange.headSent) exchange.sendSimple(408, "request body not received in time\n")
+  exchange.body.fail(new HttpProtocolError({ status: 408, reason: "request body not received in time" }))
+  if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe()
 }

@@ -38,6 +38,11 @@ export class Admission {
     this.queueTimeout = queueTimeoutMillis
   }
 
+  /** The admission of `maxConcurrentRequests`, or none when it is 0 (no limit). */
+  static limit(maxConcurrentRequests: number, queueTimeoutMillis: number): Admission | undefined {
+    return maxConcurrentRequests > 0 ? new Admission(maxConcurrentRequests, queueTimeoutMillis) : undefined
+  }
+
   /** Takes a slot now, or queues the request. */
   enter(waiter: Waiter): void {
     if (this.running < this.limit) {

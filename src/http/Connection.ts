@@ -9,13 +9,13 @@
 import type * as Net from "node:net"
 import * as NodeTls from "node:tls"
 import { Effect, type Exit } from "effect"
-import { peerGone, type RequestRunner } from "../gateway/Runner.ts"
+import { bodyTimedOut, peerGone, type RequestRunner } from "../gateway/Runner.ts"
 import { type TlsInfo, tlsInfoOf } from "../listen/Tls.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
 import type { Admission, Waiter } from "./Admission.ts"
 import { simpleResponse } from "./Encoder.ts"
 import { Exchange, type ExchangeHost } from "./Exchange.ts"
-import { HttpProtocolError } from "./HttpProtocolError.ts"
+import type { HttpProtocolError } from "./HttpProtocolError.ts"
 import { type ParserLimits, type RequestHead, RequestParser } from "./Parser.ts"
 
 /**
@@ -229,12 +229,9 @@ export class Http1Connection implements ExchangeHost {
         this.closeAfterCurrent = true
         if (exchange !== undefined) {
           exchange.bodyDone = true
-          // The 408 goes out before the body fails: failing it can resume the app at once, whose
-          // error response (400 for a body read error) would otherwise win.
-          if (!exchange.headSent) exchange.sendSimple(408, "request body not received in time\n")
-          exchange.body.fail(new HttpProtocolError({ status: 408, reason: "request body not received in time" }))
-          if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe()
-          this.leaveQueue(exchange)
+          bodyTimedOut(exchange)
+          // Answered: a request still waiting for a slot must not start the app once one frees.
+          if (this.dropWaiter()) exchange.fiberDone = true
         }
         this.end()
         return
@@ -242,15 +239,12 @@ export class Http1Connection implements ExchangeHost {
     }
   }
 
-  /**
-   * A request still waiting for a slot under maxConcurrentRequests that has been answered (a
-   * body timeout) leaves the queue: it must not start the app once a slot frees.
-   */
-  private leaveQueue(exchange: { fiberDone: boolean }): void {
-    if (this.waiter === undefined) return
+  /** Takes a request waiting for a slot under maxConcurrentRequests out of the queue; false if none. */
+  private dropWaiter(): boolean {
+    if (this.waiter === undefined) return false
     this.server.admission?.cancel(this.waiter)
     this.waiter = undefined
-    exchange.fiberDone = true
+    return true
   }
 
   onData(chunk: Buffer): void {
@@ -284,10 +278,7 @@ export class Http1Connection implements ExchangeHost {
     this.closed = true
     this.clearDeadline()
     this.server.stats.connectionClosed(this.socket)
-    if (this.waiter !== undefined) {
-      this.server.admission?.cancel(this.waiter)
-      this.waiter = undefined
-    }
+    this.dropWaiter()
     // The client went away: stop the work of its request.
     if (this.current !== undefined) peerGone(this.current)
     this.onDrain()

@@ -122,12 +122,8 @@ const validNames = new Set<string>()
 /** Status lines for the standard reason phrases, built on first use. */
 const statusLines: Array<string | undefined> = []
 
-/**
- * RFC 9110 §5.1: a field name is a token. Valid names are remembered (bounded).
- *
- * @since 0.1.0
- */
-export const isValidName = (name: string): boolean => {
+/** RFC 9110 §5.1: a field name is a token. Valid names are remembered (bounded). */
+const isValidName = (name: string): boolean => {
   if (validNames.has(name)) return true
   if (name.length === 0) return false
   for (let i = 0; i < name.length; i++) {

@@ -25,9 +25,15 @@ import type { BindError, InvalidOptions } from "../errors.ts"
 import * as Gateway from "../gateway/Gateway.ts"
 import { makeRunner } from "../gateway/Runner.ts"
 import { Acceptor, createServer } from "../listen/Acceptor.ts"
-import { describeTarget, listen, targetOf } from "../listen/Listener.ts"
+import { listen, listenerLabel, targetOf } from "../listen/Listener.ts"
 import * as Tls from "../listen/Tls.ts"
-import { decodeOptions, type Http1ServerConfig, Http1ServerOptions, type Http1ServerOptionsInput } from "../options.ts"
+import {
+  decodeOptions,
+  type Http1ServerConfig,
+  Http1ServerOptions,
+  type Http1ServerOptionsInput,
+  millis
+} from "../options.ts"
 import { registerMetrics, ServerStats, Stats } from "../stats/ServerStats.ts"
 import { Admission } from "./Admission.ts"
 import { type ConnectionConfig, Http1Connection } from "./Connection.ts"
@@ -35,8 +41,6 @@ import { simpleResponse } from "./Encoder.ts"
 import type { Exchange } from "./Exchange.ts"
 
 export { type Http1ServerConfig, Http1ServerOptions, type Http1ServerOptionsInput }
-
-const millis = (seconds: number) => Math.round(seconds * 1000)
 
 const connectionConfig = (config: Http1ServerConfig): ConnectionConfig => ({
   limits: {
@@ -52,25 +56,6 @@ const connectionConfig = (config: Http1ServerConfig): ConnectionConfig => ({
   requestTimeout: millis(config.requestTimeout),
   keepAliveTimeout: millis(config.keepAliveTimeout)
 })
-
-/**
- * How often deadlines are checked: a quarter of the shortest timeout, between 50 ms and 1 s, so a
- * timeout fires at most 25% late (and within a second for the usual multi-second ones).
- */
-const sweepInterval = (config: Http1ServerConfig): number => {
-  const timeouts = [config.headersTimeout, config.requestTimeout, config.keepAliveTimeout, config.requestQueueTimeout]
-    .filter((t) => t > 0)
-    .map(millis)
-  return Math.min(1000, Math.max(50, Math.floor(Math.min(...timeouts, 4000) / 4)))
-}
-
-/** Refuses a connection over maxConnections: 503 and close, never a silent drop or a hang. */
-const refuse = (socket: Net.Socket, serverName: string): void => {
-  socket.on("error", () => {})
-  socket.resume()
-  socket.end(simpleResponse(503, "server at its connection limit\n", true, serverName))
-  setTimeout(() => socket.destroy(), 2_000).unref()
-}
 
 /**
  * Listens with the given options and provides `HttpServer` and `Stats`. Binding happens when the
@@ -97,7 +82,7 @@ export const make = (
     const acceptor = new Acceptor<Http1Connection>(server, stats)
     const listener = yield* listen(server, target)
     yield* Effect.addFinalizer(() => acceptor.closeWaiting)
-    yield* registerMetrics(stats, describeTarget(target).replace(/:0$/, `:${portOf(listener.address)}`))
+    yield* registerMetrics(stats, listenerLabel(target, listener.address))
 
     // The TLS handshake runs in the connection's fiber with its own timeout, so a slow or failed
     // handshake never holds up accepting (cheroot#748).
@@ -124,23 +109,25 @@ export const make = (
       address: listener.address,
       serve: Effect.fnUntraced(function* (app, middleware) {
         const services = yield* Effect.context<never>()
+        const admission = Admission.limit(config.maxConcurrentRequests, millis(config.requestQueueTimeout))
         const runner = makeRunner<Exchange>({
           handled: Gateway.toHandled(app, middleware),
           services,
           stats,
           accessLog: config.accessLog
         })
-        const admission =
-          config.maxConcurrentRequests > 0
-            ? new Admission(config.maxConcurrentRequests, millis(config.requestQueueTimeout))
-            : undefined
         yield* acceptor.serve({
           maxConnections: config.maxConnections,
           shutdownTimeout: millis(config.shutdownTimeout),
-          sweepInterval: sweepInterval(config),
-          refuse: (socket) => refuse(socket, config.serverName),
+          timeouts: [
+            connConfig.headersTimeout,
+            connConfig.requestTimeout,
+            connConfig.keepAliveTimeout,
+            millis(config.requestQueueTimeout)
+          ],
+          refusal: () => simpleResponse(503, "server at its connection limit\n", true, config.serverName),
+          admission,
           prepare: secure,
-          onSweep: admission === undefined ? undefined : (now) => admission.expire(now),
           connection: (socket, forget) =>
             new Http1Connection(socket, { config: connConfig, runner, stats, admission, forget })
         })
@@ -150,9 +137,6 @@ export const make = (
       Context.add(Stats, Stats.of({ snapshot: Effect.sync(() => stats.snapshot()) }))
     )
   })
-
-const portOf = (address: HttpServer.HttpServer["Service"]["address"]): number =>
-  address._tag === "UnixPathAddress" ? 0 : address.port
 
 /**
  * Provides only `HttpServer`.

@@ -8,6 +8,7 @@
 import * as Net from "node:net"
 import { Effect, FiberSet, Schedule } from "effect"
 import type * as Scope from "effect/Scope"
+import type { Admission } from "../http/Admission.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
 
 /**
@@ -42,10 +43,12 @@ export interface ServeOptions<C extends LiveConnection> {
   readonly maxConnections: number
   /** Milliseconds requests in progress get when the server stops. */
   readonly shutdownTimeout: number
-  /** Milliseconds between deadline checks. */
-  readonly sweepInterval: number
-  /** Answers a connection over maxConnections (503) and closes it. */
-  readonly refuse: (socket: Net.Socket) => void
+  /** The timeouts in milliseconds (0 for none) whose deadlines the sweep checks. */
+  readonly timeouts: ReadonlyArray<number>
+  /** The answer (a 503) to a connection over maxConnections, which is then closed. */
+  readonly refusal: () => string
+  /** The request queue of maxConcurrentRequests, whose waiters the sweep expires. */
+  readonly admission: Admission | undefined
   /** Makes a connection of an accepted socket; `forget` takes it out of the live set when it closes. */
   readonly connection: (socket: Net.Socket, forget: (connection: C) => void) => C
   /**
@@ -54,8 +57,23 @@ export interface ServeOptions<C extends LiveConnection> {
    * open connections.
    */
   readonly prepare?: ((socket: Net.Socket) => Effect.Effect<Net.Socket | undefined>) | undefined
-  /** Run on each deadline check, e.g. to expire queued requests. */
-  readonly onSweep?: ((now: number) => void) | undefined
+}
+
+/**
+ * How often deadlines are checked: a quarter of the shortest timeout, between 50 ms and 1 s, so a
+ * timeout fires at most 25% late (and within a second for the usual multi-second ones).
+ *
+ * @since 0.1.0
+ */
+export const sweepInterval = (timeouts: ReadonlyArray<number>): number =>
+  Math.min(1000, Math.max(50, Math.floor(Math.min(...timeouts.filter((t) => t > 0), 4000) / 4)))
+
+/** Refuses a connection over maxConnections: its answer and close, never a silent drop or a hang. */
+const refuse = (socket: Net.Socket, answer: string): void => {
+  socket.on("error", () => {})
+  socket.resume()
+  socket.end(answer)
+  setTimeout(() => socket.destroy(), 2_000).unref()
 }
 
 /**
@@ -138,7 +156,7 @@ export class Acceptor<C extends LiveConnection> {
       const serveSocket = (socket: Net.Socket): Effect.Effect<void> => {
         if (overLimit()) {
           stats.rejectedConnections++
-          return Effect.sync(() => options.refuse(socket))
+          return Effect.sync(() => refuse(socket, options.refusal()))
         }
         const conn = options.connection(socket, forget)
         live.add(conn)
@@ -163,7 +181,7 @@ export class Acceptor<C extends LiveConnection> {
           // Over the limit, a socket is refused at once rather than after the work of preparing it.
           if (overLimit()) {
             stats.rejectedConnections++
-            options.refuse(socket)
+            refuse(socket, options.refusal())
             return
           }
           runFork(prepared(socket, prepare))
@@ -176,9 +194,9 @@ export class Acceptor<C extends LiveConnection> {
       const sweep = Effect.sync(() => {
         const now = Date.now()
         for (const conn of live) if (conn.deadline !== 0 && now >= conn.deadline) conn.timeout()
-        options.onSweep?.(now)
+        options.admission?.expire(now)
       })
-      yield* FiberSet.run(connections, Effect.repeat(sweep, Schedule.spaced(options.sweepInterval)))
+      yield* FiberSet.run(connections, Effect.repeat(sweep, Schedule.spaced(sweepInterval(options.timeouts))))
       // The accept loop: a fiber supervised by the scope that owns the listener's connection
       // handler while it runs.
       yield* FiberSet.run(

@@ -152,6 +152,16 @@ export const targetOf = (options: ListenOptions): Effect.Effect<ListenTarget, In
 export const describeTarget = (target: ListenTarget): string =>
   target._tag === "Tcp" ? formatHostPort(target.host, target.port) : target._tag === "Unix" ? target.path : target.label
 
+/**
+ * The listening address as the metrics name it: the target, with the port an ephemeral one got.
+ *
+ * @since 0.1.0
+ */
+export const listenerLabel = (target: ListenTarget, address: NetAddress.SocketAddress): string =>
+  address._tag === "UnixPathAddress"
+    ? describeTarget(target)
+    : describeTarget(target).replace(/:0$/, `:${address.port}`)
+
 const socketAddress = (server: Net.Server, fallback: string): NetAddress.SocketAddress => {
   const bound = server.address()
   if (bound === null) return NetAddress.unixPathAddress(fallback)

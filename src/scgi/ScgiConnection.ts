@@ -9,10 +9,9 @@ import type * as Net from "node:net"
 import { Effect, type Exit, Fiber } from "effect"
 import { BodyReader, type BodySource } from "../gateway/BodyReader.ts"
 import type { ResponseInit, ResponseTarget } from "../gateway/ResponseTarget.ts"
-import { peerGone, type RequestRunner, type RunExchange } from "../gateway/Runner.ts"
+import { bodyTimedOut, peerGone, type RequestRunner, type RunExchange } from "../gateway/Runner.ts"
 import type { Admission, Waiter } from "../http/Admission.ts"
 import { interruptGrace } from "../http/Connection.ts"
-import { HttpProtocolError } from "../http/HttpProtocolError.ts"
 import type { TlsInfo } from "../listen/Tls.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
 import { type Environ, type MappedRequest, mapRequest } from "./Environ.ts"
@@ -294,26 +293,20 @@ export class ScgiConnection {
       stats.timeouts.request++
       const exchange = this.exchange
       if (exchange !== undefined) {
-        // The 408 goes out before the body fails: failing it can resume the app at once, whose
-        // error response would otherwise win.
-        if (!exchange.headSent) exchange.sendSimple(408, "request body not received in time\n")
-        exchange.body.fail(new HttpProtocolError({ status: 408, reason: "request body not received in time" }))
-        if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe()
-        this.leaveQueue(exchange)
+        bodyTimedOut(exchange)
+        // Answered: a request still waiting for a slot must not start the app once one frees.
+        if (this.dropWaiter()) exchange.fiberDone = true
       }
       this.end()
     }
   }
 
-  /**
-   * A request still waiting for a slot under maxConcurrentRequests that has been answered (a
-   * body timeout) leaves the queue: it must not start the app once a slot frees.
-   */
-  private leaveQueue(exchange: { fiberDone: boolean }): void {
-    if (this.waiter === undefined) return
+  /** Takes a request waiting for a slot under maxConcurrentRequests out of the queue; false if none. */
+  private dropWaiter(): boolean {
+    if (this.waiter === undefined) return false
     this.server.admission?.cancel(this.waiter)
     this.waiter = undefined
-    exchange.fiberDone = true
+    return true
   }
 
   onData(chunk: Buffer): void {
@@ -326,10 +319,7 @@ export class ScgiConnection {
     this.closed = true
     this.deadline = 0
     this.server.stats.connectionClosed(this.socket)
-    if (this.waiter !== undefined) {
-      this.server.admission?.cancel(this.waiter)
-      this.waiter = undefined
-    }
+    this.dropWaiter()
     // The front end gave up on the request (its client went away): stop the work.
     if (this.exchange !== undefined) peerGone(this.exchange)
     this.server.forget(this)

@@ -18,7 +18,6 @@
  *
  * @since 0.1.0
  */
-import type * as Net from "node:net"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as NodeServices from "@effect/platform-node/NodeServices"
 import { Context, Effect, Layer } from "effect"
@@ -31,8 +30,14 @@ import * as Gateway from "../gateway/Gateway.ts"
 import { makeRunner } from "../gateway/Runner.ts"
 import { Admission } from "../http/Admission.ts"
 import { Acceptor, createServer } from "../listen/Acceptor.ts"
-import { describeTarget, listen, targetOf } from "../listen/Listener.ts"
-import { decodeOptions, type ScgiServerConfig, ScgiServerOptions, type ScgiServerOptionsInput } from "../options.ts"
+import { listen, listenerLabel, targetOf } from "../listen/Listener.ts"
+import {
+  decodeOptions,
+  millis,
+  type ScgiServerConfig,
+  ScgiServerOptions,
+  type ScgiServerOptionsInput
+} from "../options.ts"
 import { registerMetrics, ServerStats, Stats } from "../stats/ServerStats.ts"
 import { ScgiEnviron } from "./Environ.ts"
 import { ScgiConnection, type ScgiConnectionServer, type ScgiExchange } from "./ScgiConnection.ts"
@@ -41,24 +46,6 @@ import { simpleScgiResponse } from "./ScgiEncoder.ts"
 export { type CgiVariables, type Environ, ScgiEnviron } from "./Environ.ts"
 export { ScgiProtocolError } from "./ScgiProtocolError.ts"
 export { type ScgiServerConfig, ScgiServerOptions, type ScgiServerOptionsInput }
-
-const millis = (seconds: number) => Math.round(seconds * 1000)
-
-/** A quarter of the shortest timeout, between 50 ms and 1 s (as the HTTP server does). */
-const sweepInterval = (config: ScgiServerConfig): number => {
-  const timeouts = [config.headersTimeout, config.requestTimeout, config.requestQueueTimeout]
-    .filter((t) => t > 0)
-    .map(millis)
-  return Math.min(1000, Math.max(50, Math.floor(Math.min(...timeouts, 4000) / 4)))
-}
-
-/** Refuses a connection over maxConnections: 503 and close, never a silent drop or a hang. */
-const refuse = (socket: Net.Socket): void => {
-  socket.on("error", () => {})
-  socket.resume()
-  socket.end(simpleScgiResponse(503, "server at its connection limit\n"))
-  setTimeout(() => socket.destroy(), 2_000).unref()
-}
 
 /**
  * Listens with the given options and provides `HttpServer` and `Stats`. Binding happens when the
@@ -80,10 +67,7 @@ export const make = (
     const listener = yield* listen(server, target)
     yield* Effect.addFinalizer(() => acceptor.closeWaiting)
     const address = listener.address
-    yield* registerMetrics(
-      stats,
-      address._tag === "UnixPathAddress" ? address.path : describeTarget(target).replace(/:0$/, `:${address.port}`)
-    )
+    yield* registerMetrics(stats, listenerLabel(target, address))
     const connectionConfig = {
       limits: { maxHeaderSize: config.maxHeaderSize, maxBodySize: config.maxBodySize },
       environ: config.environ,
@@ -95,10 +79,7 @@ export const make = (
       address,
       serve: Effect.fnUntraced(function* (app, middleware) {
         const services = yield* Effect.context<never>()
-        const admission =
-          config.maxConcurrentRequests > 0
-            ? new Admission(config.maxConcurrentRequests, millis(config.requestQueueTimeout))
-            : undefined
+        const admission = Admission.limit(config.maxConcurrentRequests, millis(config.requestQueueTimeout))
         const runner = makeRunner<ScgiExchange>({
           handled: Gateway.toHandled(app, middleware),
           services,
@@ -110,9 +91,13 @@ export const make = (
         yield* acceptor.serve({
           maxConnections: config.maxConnections,
           shutdownTimeout: millis(config.shutdownTimeout),
-          sweepInterval: sweepInterval(config),
-          refuse,
-          onSweep: admission === undefined ? undefined : (now) => admission.expire(now),
+          timeouts: [
+            connectionConfig.headersTimeout,
+            connectionConfig.requestTimeout,
+            millis(config.requestQueueTimeout)
+          ],
+          refusal: () => simpleScgiResponse(503, "server at its connection limit\n"),
+          admission,
           connection: (socket, forget) => {
             const connServer: ScgiConnectionServer = { config: connectionConfig, runner, stats, admission, forget }
             return new ScgiConnection(socket, connServer)
