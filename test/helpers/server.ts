@@ -1,13 +1,12 @@
 /**
  * Starting a real server on an ephemeral port for a test.
  */
-import { Context, Effect, type FileSystem, Layer, type Path } from "effect"
+import { Context, Effect, Exit, type FileSystem, Layer, type Path, Scope } from "effect"
 import type * as Etag from "effect/http/Etag"
 import type * as HttpPlatform from "effect/http/HttpPlatform"
 import * as HttpServer from "effect/http/HttpServer"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import type { HttpServerResponse } from "effect/http/HttpServerResponse"
-import type * as Scope from "effect/Scope"
 import { Http1Server, Stats } from "../../src/index.ts"
 import type { Http1ServerOptionsInput } from "../../src/options.ts"
 
@@ -58,4 +57,30 @@ export const serveWithStats = <E>(
       HttpServer.serve(app).pipe(Layer.provideMerge(Http1Server.layer({ host: "127.0.0.1", port: 0, ...options })))
     )
     return { port: running(Context.get(context, HttpServer.HttpServer)).port, stats: Context.get(context, Stats) }
+  })
+
+/**
+ * Serves `app` in a scope of its own that the test can close to stop the server (it is closed
+ * with the test's scope too, should the test end first).
+ */
+export const serveScoped = <E>(
+  app: Effect.Effect<HttpServerResponse, E, Provided>,
+  options: Http1ServerOptionsInput = {}
+): Effect.Effect<
+  { readonly scope: Scope.Closeable; readonly port: number; readonly stats: Stats["Service"] },
+  unknown,
+  Scope.Scope
+> =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+    const context = yield* Layer.buildWithScope(
+      HttpServer.serve(app).pipe(Layer.provideMerge(Http1Server.layer({ host: "127.0.0.1", port: 0, ...options }))),
+      scope
+    )
+    return {
+      scope,
+      port: running(Context.get(context, HttpServer.HttpServer)).port,
+      stats: Context.get(context, Stats)
+    }
   })

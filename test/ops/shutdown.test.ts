@@ -7,40 +7,19 @@
 
 import * as Net from "node:net"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
-import * as HttpServer from "effect/http/HttpServer"
+import { Effect, Exit, Fiber, Scope } from "effect"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
-import { Http1Server, Stats } from "../../src/index.ts"
-import type { Http1ServerOptionsInput } from "../../src/options.ts"
 import { cli, connectionRefused, exitOf, killAll, listening } from "../helpers/cli.ts"
 import { parseResponses, type RawResponse, request } from "../helpers/raw.ts"
-import type { Provided } from "../helpers/server.ts"
+import { serveScoped } from "../helpers/server.ts"
 import { waitUntil } from "../helpers/wait.ts"
 
 afterEach(() => {
   killAll()
 })
 
-/**
- * Serves `app` in a scope the test closes itself (closed at the end of the test too, should the
- * test fail before).
- */
-const startScoped = <E>(
-  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, Provided>,
-  options: Http1ServerOptionsInput
-) =>
-  Effect.gen(function* () {
-    const scope = yield* Scope.make()
-    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-    const context = yield* Layer.buildWithScope(
-      HttpServer.serve(app).pipe(Layer.provideMerge(Http1Server.layer({ host: "127.0.0.1", port: 0, ...options }))),
-      scope
-    )
-    const address = Context.get(context, HttpServer.HttpServer).address
-    if (address._tag === "UnixPathAddress") throw new Error("expected a TCP address")
-    return { scope, port: address.port, stats: Context.get(context, Stats) }
-  })
+const startScoped = serveScoped
 
 /** A client connection the test drives by hand. */
 interface Client {

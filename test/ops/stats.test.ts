@@ -6,35 +6,22 @@
 
 import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Metric, Scope } from "effect"
+import { Effect, Exit, Metric, Scope } from "effect"
 import * as HttpRouter from "effect/http/HttpRouter"
-import * as HttpServer from "effect/http/HttpServer"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import { PrometheusMetrics } from "effect/observability"
 import routes from "../../examples/metrics.ts"
-import { Http1Server, Stats } from "../../src/index.ts"
 import type { Http1ServerOptionsInput } from "../../src/options.ts"
 import { parseResponses, type RawResponse, rawExchange, request } from "../helpers/raw.ts"
-import { type Provided, serveLayer } from "../helpers/server.ts"
+import { type Provided, serveLayer, serveScoped } from "../helpers/server.ts"
 import { waitFor } from "../helpers/wait.ts"
 
-/** Serves `app` in a scope the test can close, on an ephemeral port. */
+/** Serves `app` in a scope the test can close; `server` is the metrics' server attribute. */
 const start = <E>(
   app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, Provided>,
   options: Http1ServerOptionsInput = {}
-) =>
-  Effect.gen(function* () {
-    const scope = yield* Scope.make()
-    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-    const context = yield* Layer.buildWithScope(
-      HttpServer.serve(app).pipe(Layer.provideMerge(Http1Server.layer({ host: "127.0.0.1", port: 0, ...options }))),
-      scope
-    )
-    const address = Context.get(context, HttpServer.HttpServer).address
-    if (address._tag === "UnixPathAddress") throw new Error("expected a TCP address")
-    return { scope, port: address.port, stats: Context.get(context, Stats), server: `127.0.0.1:${address.port}` }
-  })
+) => Effect.map(serveScoped(app, options), (running) => ({ ...running, server: `127.0.0.1:${running.port}` }))
 
 /** A client connection the test drives by hand, closed with the test's scope. */
 interface Client {
