@@ -7,6 +7,7 @@
 import { Context, Effect, type Exit, type Fiber, Option } from "effect"
 import { ClientAbort, causeResponseStripped } from "effect/http/HttpServerError"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
+import type { Admission } from "../http/Admission.ts"
 import { HttpProtocolError } from "../http/HttpProtocolError.ts"
 import { type AccessLogFormat, formatAccess } from "../stats/AccessLog.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
@@ -57,6 +58,22 @@ export interface RequestRunner<X extends RunExchange> {
     error: { readonly status: number; readonly reason: string },
     answered?: { readonly remoteAddress: string | undefined; readonly bytes: number }
   ) => void
+}
+
+/**
+ * What the connections of one served app share, whatever their protocol.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConnectionServer<Config, X extends RunExchange, C> {
+  readonly config: Config
+  readonly runner: RequestRunner<X>
+  readonly stats: ServerStats
+  /** Present when maxConcurrentRequests limits the app. */
+  readonly admission: Admission | undefined
+  /** A closed connection leaves the server's live set. */
+  readonly forget: (connection: C) => void
 }
 
 const header = (exchange: RunExchange, name: string): string | undefined => {

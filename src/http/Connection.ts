@@ -9,10 +9,9 @@
 import type * as Net from "node:net"
 import * as NodeTls from "node:tls"
 import { Effect, type Exit } from "effect"
-import { bodyTimedOut, peerGone, type RequestRunner } from "../gateway/Runner.ts"
+import { bodyTimedOut, peerGone, type ConnectionServer as Shared } from "../gateway/Runner.ts"
 import { type TlsInfo, tlsInfoOf } from "../listen/Tls.ts"
-import type { ServerStats } from "../stats/ServerStats.ts"
-import type { Admission, Waiter } from "./Admission.ts"
+import type { Waiter } from "./Admission.ts"
 import { simpleResponse } from "./Encoder.ts"
 import { Exchange, type ExchangeHost } from "./Exchange.ts"
 import type { HttpProtocolError } from "./HttpProtocolError.ts"
@@ -40,15 +39,7 @@ export interface ConnectionConfig {
  * @since 0.1.0
  * @category models
  */
-export interface ConnectionServer {
-  readonly config: ConnectionConfig
-  readonly runner: RequestRunner<Exchange>
-  readonly stats: ServerStats
-  /** Present when maxConcurrentRequests limits the app. */
-  readonly admission: Admission | undefined
-  /** A closed connection leaves the server's live set. */
-  readonly forget: (connection: Http1Connection) => void
-}
+export type ConnectionServer = Shared<ConnectionConfig, Exchange, Http1Connection>
 
 // What a connection's deadline is for.
 const NO_DEADLINE = 0

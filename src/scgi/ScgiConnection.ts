@@ -9,11 +9,10 @@ import type * as Net from "node:net"
 import { Effect, type Exit, Fiber } from "effect"
 import { BodyReader, type BodySource } from "../gateway/BodyReader.ts"
 import type { ResponseInit, ResponseTarget } from "../gateway/ResponseTarget.ts"
-import { bodyTimedOut, peerGone, type RequestRunner, type RunExchange } from "../gateway/Runner.ts"
-import type { Admission, Waiter } from "../http/Admission.ts"
+import { bodyTimedOut, type ConnectionServer, peerGone, type RunExchange } from "../gateway/Runner.ts"
+import type { Waiter } from "../http/Admission.ts"
 import { interruptGrace } from "../http/Connection.ts"
 import type { TlsInfo } from "../listen/Tls.ts"
-import type { ServerStats } from "../stats/ServerStats.ts"
 import { type Environ, type MappedRequest, mapRequest } from "./Environ.ts"
 import { encodeScgiHead, simpleScgiResponse } from "./ScgiEncoder.ts"
 import { type ScgiLimits, ScgiParser } from "./ScgiParser.ts"
@@ -38,13 +37,7 @@ export interface ScgiConnectionConfig {
  * @since 0.1.0
  * @category models
  */
-export interface ScgiConnectionServer {
-  readonly config: ScgiConnectionConfig
-  readonly runner: RequestRunner<ScgiExchange>
-  readonly stats: ServerStats
-  readonly admission: Admission | undefined
-  readonly forget: (connection: ScgiConnection) => void
-}
+export type ScgiConnectionServer = ConnectionServer<ScgiConnectionConfig, ScgiExchange, ScgiConnection>
 
 /** After our FIN, how long the front end gets to read the response and close its side. */
 const lingerMillis = 2_000
