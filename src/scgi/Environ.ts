@@ -72,14 +72,25 @@ export interface Environ {
 
 const decodeCgi = Schema.decodeUnknownExit(CgiVariables)
 
+/**
+ * The environment of one request. The variables record is built when first read: most apps never
+ * read it, and a record of some 25 fresh names costs more than the rest of the mapping together.
+ */
 class RequestEnviron implements Environ {
-  readonly variables: Readonly<Record<string, string>>
   readonly https: boolean
+  private readonly received: ReadonlyArray<string>
+  private readonly statics: Readonly<Record<string, string>>
+  private record: Readonly<Record<string, string>> | undefined
   private decoded: Exit.Exit<CgiVariables, Schema.SchemaError> | undefined
 
-  constructor(variables: Readonly<Record<string, string>>, https: boolean) {
-    this.variables = variables
+  constructor(received: ReadonlyArray<string>, statics: Readonly<Record<string, string>>, https: boolean) {
+    this.received = received
+    this.statics = statics
     this.https = https
+  }
+
+  get variables(): Readonly<Record<string, string>> {
+    return (this.record ??= mergeVariables(this.received, this.statics))
   }
 
   get cgi(): Effect.Effect<CgiVariables, Schema.SchemaError> {
@@ -87,7 +98,29 @@ class RequestEnviron implements Environ {
   }
 }
 
-const emptyEnviron: Environ = new RequestEnviron({}, false)
+/** The request's variables over the static ones; a repeated HTTP_* variable holds its values joined. */
+const mergeVariables = (
+  received: ReadonlyArray<string>,
+  statics: Readonly<Record<string, string>>
+): Record<string, string> => {
+  const variables: Record<string, string> = { ...statics }
+  let seen: Set<string> | undefined
+  for (let i = 0; i < received.length; i += 2) {
+    const name = received[i]
+    const value = received[i + 1]
+    if (name.startsWith("HTTP_")) {
+      // A repeated header field (nginx before 1.23 repeats the variable): both values are kept.
+      seen ??= new Set()
+      variables[name] = seen.has(name) ? `${variables[name]}, ${value}` : value
+      seen.add(name)
+    } else {
+      variables[name] = value
+    }
+  }
+  return variables
+}
+
+const emptyEnviron: Environ = new RequestEnviron([], {}, false)
 
 /**
  * The SCGI environment of the request being handled. A reference rather than a plain service, so
@@ -114,6 +147,8 @@ export interface MappedRequest {
   readonly rawHeaders: ReadonlyArray<string>
   readonly remoteAddress: string | undefined
   readonly protocol: "http" | "https"
+  /** SERVER_PROTOCOL, for the access log. */
+  readonly protocolLabel: string
   readonly environ: Environ
 }
 
@@ -135,9 +170,26 @@ const encodePath = (path: string): string => {
   return out
 }
 
+/** What the mapping reads of the variables (the request's, else the static ones). */
+interface Picked {
+  method: string | undefined
+  requestUri: string | undefined
+  scriptName: string | undefined
+  pathInfo: string | undefined
+  query: string | undefined
+  contentType: string | undefined
+  contentLength: string | undefined
+  https: string | undefined
+  scheme: string | undefined
+  serverName: string | undefined
+  serverPort: string | undefined
+  remoteAddr: string | undefined
+  serverProtocol: string | undefined
+}
+
 /** The path and query of REQUEST_URI (origin-form, or absolute-form reduced as in RFC 9112 §3.2.2). */
-const urlOf = (variables: Readonly<Record<string, string>>): string | undefined => {
-  const uri = variables.REQUEST_URI
+const urlOf = (picked: Picked): string | undefined => {
+  const uri = picked.requestUri
   if (uri !== undefined && uri !== "") {
     if (uri.charCodeAt(0) === 0x2f) return uri
     const absolute = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*([/?][^#]*)?$/.exec(uri)
@@ -148,9 +200,9 @@ const urlOf = (variables: Readonly<Record<string, string>>): string | undefined 
     return undefined
   }
   // RFC 3875 §4.1.13, §4.1.5, §4.1.7: the URL is SCRIPT_NAME + PATH_INFO (+ "?" QUERY_STRING).
-  const path = encodePath((variables.SCRIPT_NAME ?? "") + (variables.PATH_INFO ?? "")) || "/"
+  const path = encodePath((picked.scriptName ?? "") + (picked.pathInfo ?? "")) || "/"
   if (path.charCodeAt(0) !== 0x2f) return undefined
-  const query = variables.QUERY_STRING
+  const query = picked.query
   return query === undefined || query === "" ? path : `${path}?${query}`
 }
 
@@ -177,13 +229,32 @@ const isToken = (value: string): boolean => {
 }
 
 /** The Host a request without HTTP_HOST gets: SERVER_NAME, with SERVER_PORT unless it is the scheme's. */
-const hostOf = (variables: Readonly<Record<string, string>>, https: boolean): string | undefined => {
-  const name = variables.SERVER_NAME
+const hostOf = (picked: Picked, https: boolean): string | undefined => {
+  const name = picked.serverName
   if (name === undefined || name === "") return undefined
-  const port = variables.SERVER_PORT
+  const port = picked.serverPort
   if (port === undefined || !/^[0-9]{1,5}$/.test(port) || port === (https ? "443" : "80")) return name
   return `${name}:${port}`
 }
+
+/** The static variables' part of `Picked`: what a request that lacks a variable falls back to. */
+const pickStatics = (statics: Readonly<Record<string, string>>): Picked => ({
+  method: statics.REQUEST_METHOD,
+  requestUri: statics.REQUEST_URI,
+  scriptName: statics.SCRIPT_NAME,
+  pathInfo: statics.PATH_INFO,
+  query: statics.QUERY_STRING,
+  contentType: statics.CONTENT_TYPE,
+  contentLength: undefined,
+  https: statics.HTTPS,
+  scheme: statics.REQUEST_SCHEME,
+  serverName: statics.SERVER_NAME,
+  serverPort: statics.SERVER_PORT,
+  remoteAddr: statics.REMOTE_ADDR,
+  serverProtocol: statics.SERVER_PROTOCOL
+})
+
+const staticsPicked = new WeakMap<Readonly<Record<string, string>>, Picked>()
 
 /**
  * Maps an SCGI request's variables (as parsed, `[name, value, ...]`) over the static `environ`
@@ -196,56 +267,95 @@ export const mapRequest = (
   received: ReadonlyArray<string>,
   statics: Readonly<Record<string, string>>
 ): MappedRequest | string => {
-  const variables: Record<string, string> = { ...statics }
+  let defaults = staticsPicked.get(statics)
+  if (defaults === undefined) {
+    defaults = pickStatics(statics)
+    staticsPicked.set(statics, defaults)
+  }
+  const picked: Picked = { ...defaults }
   const rawHeaders: Array<string> = []
-  let seen: Set<string> | undefined
   let hasHost = false
-  let contentType: string | undefined
-  let contentLength = "0"
   for (let i = 0; i < received.length; i += 2) {
     const name = received[i]
     const value = received[i + 1]
     if (name.startsWith("HTTP_")) {
-      // A repeated header field (nginx before 1.23 repeats the variable): both values are kept.
-      seen ??= new Set()
-      variables[name] = seen.has(name) ? `${variables[name]}, ${value}` : value
-      seen.add(name)
       // RFC 3875 §4.1.18: HTTP_CONTENT_TYPE and HTTP_CONTENT_LENGTH are the meta-variables' business.
       if (name === "HTTP_CONTENT_TYPE" || name === "HTTP_CONTENT_LENGTH") continue
       if (name === "HTTP_HOST") hasHost = true
+      // A repeated header field (nginx before 1.23 repeats the variable) stays repeated here.
       rawHeaders.push(headerName(name), value)
-    } else {
-      variables[name] = value
-      if (name === "CONTENT_TYPE") contentType = value
-      else if (name === "CONTENT_LENGTH") contentLength = value
+      continue
+    }
+    switch (name) {
+      case "REQUEST_METHOD":
+        picked.method = value
+        break
+      case "REQUEST_URI":
+        picked.requestUri = value
+        break
+      case "SCRIPT_NAME":
+        picked.scriptName = value
+        break
+      case "PATH_INFO":
+        picked.pathInfo = value
+        break
+      case "QUERY_STRING":
+        picked.query = value
+        break
+      case "CONTENT_TYPE":
+        picked.contentType = value
+        break
+      case "CONTENT_LENGTH":
+        picked.contentLength = value
+        break
+      case "HTTPS":
+        picked.https = value
+        break
+      case "REQUEST_SCHEME":
+        picked.scheme = value
+        break
+      case "SERVER_NAME":
+        picked.serverName = value
+        break
+      case "SERVER_PORT":
+        picked.serverPort = value
+        break
+      case "REMOTE_ADDR":
+        picked.remoteAddr = value
+        break
+      case "SERVER_PROTOCOL":
+        picked.serverProtocol = value
+        break
     }
   }
-  const method = variables.REQUEST_METHOD
+  const method = picked.method
   if (method === undefined) return "REQUEST_METHOD is missing"
   if (!isToken(method)) return `REQUEST_METHOD is not a method: ${JSON.stringify(method)}`
-  const url = urlOf(variables)
+  const url = urlOf(picked)
   if (url === undefined) {
-    return variables.REQUEST_URI !== undefined && variables.REQUEST_URI !== ""
-      ? `REQUEST_URI is not a path: ${JSON.stringify(variables.REQUEST_URI)}`
-      : `SCRIPT_NAME + PATH_INFO is not a path: ${JSON.stringify((variables.SCRIPT_NAME ?? "") + (variables.PATH_INFO ?? ""))}`
+    return picked.requestUri !== undefined && picked.requestUri !== ""
+      ? `REQUEST_URI is not a path: ${JSON.stringify(picked.requestUri)}`
+      : `SCRIPT_NAME + PATH_INFO is not a path: ${JSON.stringify((picked.scriptName ?? "") + (picked.pathInfo ?? ""))}`
   }
+  const contentType = picked.contentType
   if (contentType !== undefined && contentType !== "") rawHeaders.push("content-type", contentType)
   // The parser checked CONTENT_LENGTH (digits, no leading zero).
-  if (contentLength !== "0") rawHeaders.push("content-length", contentLength)
-  const scheme = variables.REQUEST_SCHEME
-  const flag = variables.HTTPS
-  const https = (flag !== undefined && truthy.has(flag.toLowerCase())) || scheme?.toLowerCase() === "https"
+  const contentLength = picked.contentLength
+  if (contentLength !== undefined && contentLength !== "0") rawHeaders.push("content-length", contentLength)
+  const flag = picked.https
+  const https = (flag !== undefined && truthy.has(flag.toLowerCase())) || picked.scheme?.toLowerCase() === "https"
   if (!hasHost) {
-    const host = hostOf(variables, https)
+    const host = hostOf(picked, https)
     if (host !== undefined) rawHeaders.push("host", host)
   }
-  const remote = variables.REMOTE_ADDR
+  const remote = picked.remoteAddr
   return {
     method,
     url,
     rawHeaders,
     remoteAddress: remote === undefined || remote === "" ? undefined : remote,
     protocol: https ? "https" : "http",
-    environ: new RequestEnviron(variables, https)
+    protocolLabel: picked.serverProtocol ?? "HTTP/1.1",
+    environ: new RequestEnviron(received, statics, https)
   }
 }

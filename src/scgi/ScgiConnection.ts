@@ -60,6 +60,7 @@ export class ScgiExchange implements RunExchange, ResponseTarget, BodySource {
   readonly rawHeaders: ReadonlyArray<string>
   readonly remoteAddress: string | undefined
   readonly protocol: "http" | "https"
+  readonly protocolLabel: string
   readonly environ: Environ
   readonly body: BodyReader
   readonly receivedTick = performance.now()
@@ -80,6 +81,7 @@ export class ScgiExchange implements RunExchange, ResponseTarget, BodySource {
     this.rawHeaders = mapped.rawHeaders
     this.remoteAddress = mapped.remoteAddress
     this.protocol = mapped.protocol
+    this.protocolLabel = mapped.protocolLabel
     this.environ = mapped.environ
     this.body = new BodyReader(this, maxBodySize)
   }
@@ -91,9 +93,6 @@ export class ScgiExchange implements RunExchange, ResponseTarget, BodySource {
   }
   get target(): string {
     return this.url
-  }
-  get protocolLabel(): string {
-    return this.environ.variables.SERVER_PROTOCOL ?? "HTTP/1.1"
   }
   get authority(): undefined {
     return undefined

@@ -220,15 +220,17 @@ export class ScgiParser {
 
 /**
  * SCGI: "The headers are a list of NUL-terminated name/value pairs". Names and values are read
- * as Latin-1 so every byte maps to one character, as Node does for HTTP header values.
+ * as Latin-1 so every byte maps to one character, as Node does for HTTP header values. The block
+ * is decoded once and cut at the NULs: one native decode instead of one per name and value.
  */
 const splitHeaders = (block: Buffer): Array<string> | string => {
+  const text = latin1(block, 0, block.length)
   const out: Array<string> = []
   let from = 0
-  while (from < block.length) {
-    const nul = block.indexOf(0, from)
+  while (from < text.length) {
+    const nul = text.indexOf("\0", from)
     if (nul === -1) return "header block does not end with a NUL"
-    out.push(latin1(block, from, nul))
+    out.push(text.slice(from, nul))
     from = nul + 1
   }
   if (out.length % 2 !== 0) return "header block has a name without a value"
