@@ -85,7 +85,7 @@ export class Http1Connection implements ExchangeHost {
   readonly config: ConnectionConfig
   /** Created when bytes arrive, dropped while the connection is idle (it is the bulk of an idle connection). */
   private parser: RequestParser | undefined
-  private resumeLifetime: ((done: Effect.Effect<void>) => void) | undefined
+  listIndex = -1
   private current: Exchange | undefined
   /** The current exchange while it waits for a slot under maxConcurrentRequests. */
   private waiter: Waiter | undefined
@@ -154,17 +154,9 @@ export class Http1Connection implements ExchangeHost {
   }
 
   /**
-   * The connection as an Effect, to run as its fiber: it starts serving and completes when the
-   * socket has closed. Stopping it is `stop`, which the server runs for every live connection.
+   * Starts serving: socket events drive the connection from here, until the socket closes.
+   * Stopping it is `stop`, which the server runs for every live connection.
    */
-  get lifetime(): Effect.Effect<void> {
-    return Effect.callback<void>((resume) => {
-      if (this.closed) return resume(Effect.void)
-      this.resumeLifetime = resume
-      this.start()
-    })
-  }
-
   start(): void {
     const socket = this.socket as ConnectionSocket
     // Listeners are shared functions that find the connection on the socket: an idle
@@ -274,7 +266,6 @@ export class Http1Connection implements ExchangeHost {
     if (this.current !== undefined) peerGone(this.current)
     this.onDrain()
     this.server.forget(this)
-    this.resumeLifetime?.(Effect.void)
   }
 
   // ExchangeHost

@@ -1,7 +1,9 @@
 /**
  * What every server does with its listening socket, whatever the protocol: accept connections
- * (holding early ones until an app is served), refuse those over `maxConnections`, run each
- * connection as a fiber in a `FiberSet`, check deadlines on a schedule, and stop gracefully.
+ * (holding early ones until an app is served), refuse those over `maxConnections`, keep the live
+ * ones, check deadlines on a schedule, and stop gracefully. The accept loop, the deadline sweep
+ * and TLS handshakes are fibers in a `FiberSet` owned by the server's scope; a connection is
+ * event-driven (socket events in, a fiber per request) and the scope's finalizer stops it.
  *
  * @since 0.1.0
  */
@@ -10,6 +12,7 @@ import { Effect, FiberSet, Schedule } from "effect"
 import type * as Scope from "effect/Scope"
 import type { Admission } from "../http/Admission.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
+import { ConnectionList, type Listed } from "./ConnectionList.ts"
 
 /**
  * A protocol's connection as the acceptor drives it.
@@ -17,7 +20,7 @@ import type { ServerStats } from "../stats/ServerStats.ts"
  * @since 0.1.0
  * @category models
  */
-export interface LiveConnection {
+export interface LiveConnection extends Listed {
   readonly socket: Net.Socket
   /** Waiting for a request with nothing of it received. */
   readonly idle: boolean
@@ -29,8 +32,8 @@ export interface LiveConnection {
   drainForShutdown(): void
   /** Interrupts what is running and closes the socket. */
   readonly stop: Effect.Effect<void>
-  /** Serves the connection; completes when its socket has closed. */
-  readonly lifetime: Effect.Effect<void>
+  /** Starts serving the socket; the connection calls its `forget` once the socket has closed. */
+  start(): void
 }
 
 /**
@@ -52,7 +55,7 @@ export interface ServeOptions<C extends LiveConnection> {
   /** Makes a connection of an accepted socket; `forget` takes it out of the live set when it closes. */
   readonly connection: (socket: Net.Socket, forget: (connection: C) => void) => C
   /**
-   * Work before a socket becomes a connection (a TLS handshake), run in the connection's fiber;
+   * Work before a socket becomes a connection (a TLS handshake), run as a fiber of the server;
    * undefined when the socket did not make it (and is closed). Sockets being prepared count as
    * open connections.
    */
@@ -88,7 +91,7 @@ export class Acceptor<C extends LiveConnection> {
   private readonly stats: ServerStats
   private accept: ((socket: Net.Socket) => void) | undefined
   private readonly waiting = new Set<Net.Socket>()
-  private readonly live = new Set<C>()
+  private readonly live = new ConnectionList<C>()
   private preparing = 0
 
   constructor(server: Net.Server, stats: ServerStats) {
@@ -103,11 +106,11 @@ export class Acceptor<C extends LiveConnection> {
       let idle = 0
       let bytesRead = 0
       let bytesWritten = 0
-      for (const conn of this.live) {
+      this.live.forEach((conn) => {
         if (conn.idle) idle++
         bytesRead += conn.socket.bytesRead
         bytesWritten += conn.socket.bytesWritten
-      }
+      })
       return { open: this.live.size + this.preparing, idle, bytesRead, bytesWritten }
     }
   }
@@ -134,33 +137,36 @@ export class Acceptor<C extends LiveConnection> {
         live.delete(conn)
         if (live.size === 0) onEmpty?.()
       }
-      // Each connection runs as a fiber in this set; closing the scope runs the graceful stop
-      // below first, then the set's finalizer interrupts whatever fiber remains.
-      const connections = yield* FiberSet.make<void>()
-      const runFork = yield* FiberSet.runtime(connections)<never>()
+      // The server's fibers (accept loop, sweep, handshakes); closing the scope runs the graceful
+      // stop below first, then the set's finalizer interrupts whatever fiber remains.
+      const fibers = yield* FiberSet.make<void>()
+      const runFork = yield* FiberSet.runtime(fibers)<never>()
       yield* Effect.addFinalizer(() =>
         Effect.gen(function* () {
           self.accept = undefined
           server.close()
-          for (const conn of live) conn.drainForShutdown()
+          live.forEach((conn) => {
+            conn.drainForShutdown()
+          })
           const drained = Effect.callback<void>((resume) => {
             if (live.size === 0) return resume(Effect.void)
             onEmpty = () => resume(Effect.void)
           })
           yield* Effect.timeoutOption(drained, options.shutdownTimeout)
-          yield* Effect.forEach(live, (conn) => conn.stop, { concurrency: "unbounded", discard: true })
+          yield* Effect.forEach(live.toArray(), (conn) => conn.stop, { concurrency: "unbounded", discard: true })
         })
       )
 
       const overLimit = () => options.maxConnections > 0 && live.size + self.preparing >= options.maxConnections
-      const serveSocket = (socket: Net.Socket): Effect.Effect<void> => {
+      const serveSocket = (socket: Net.Socket): void => {
         if (overLimit()) {
           stats.rejectedConnections++
-          return Effect.sync(() => refuse(socket, options.refusal()))
+          refuse(socket, options.refusal())
+          return
         }
         const conn = options.connection(socket, forget)
         live.add(conn)
-        return conn.lifetime
+        conn.start()
       }
       const prepare = options.prepare
       const prepared = (socket: Net.Socket, prepare: (socket: Net.Socket) => Effect.Effect<Net.Socket | undefined>) =>
@@ -173,7 +179,7 @@ export class Acceptor<C extends LiveConnection> {
               self.preparing--
             })
           ),
-          Effect.flatMap((ready) => (ready === undefined ? Effect.void : serveSocket(ready)))
+          Effect.flatMap((ready) => (ready === undefined ? Effect.void : Effect.sync(() => serveSocket(ready))))
         )
       const onConnection = (socket: Net.Socket) => {
         stats.accepted++
@@ -187,20 +193,22 @@ export class Acceptor<C extends LiveConnection> {
           runFork(prepared(socket, prepare))
           return
         }
-        runFork(serveSocket(socket))
+        serveSocket(socket)
       }
       // Deadlines are checked by one sweep over the live connections on a fixed schedule,
       // rather than a timer per connection.
       const sweep = Effect.sync(() => {
         const now = Date.now()
-        for (const conn of live) if (conn.deadline !== 0 && now >= conn.deadline) conn.timeout()
+        live.forEach((conn) => {
+          if (conn.deadline !== 0 && now >= conn.deadline) conn.timeout()
+        })
         options.admission?.expire(now)
       })
-      yield* FiberSet.run(connections, Effect.repeat(sweep, Schedule.spaced(sweepInterval(options.timeouts))))
+      yield* FiberSet.run(fibers, Effect.repeat(sweep, Schedule.spaced(sweepInterval(options.timeouts))))
       // The accept loop: a fiber supervised by the scope that owns the listener's connection
       // handler while it runs.
       yield* FiberSet.run(
-        connections,
+        fibers,
         Effect.callback<never>(() => {
           self.accept = onConnection
           for (const socket of self.waiting) onConnection(socket)

@@ -221,7 +221,7 @@ export class ScgiConnection {
   readonly socket: Net.Socket
   readonly server: ScgiConnectionServer
   private readonly parser: ScgiParser
-  private resumeLifetime: ((done: Effect.Effect<void>) => void) | undefined
+  listIndex = -1
   exchange: ScgiExchange | undefined
   private waiter: Waiter | undefined
   private readPaused = false
@@ -245,19 +245,15 @@ export class ScgiConnection {
     return this.exchange === undefined && !this.parser.inHead && !this.closed
   }
 
-  /** The connection as an Effect, to run as its fiber: it completes when the socket has closed. */
-  get lifetime(): Effect.Effect<void> {
-    return Effect.callback<void>((resume) => {
-      if (this.closed) return resume(Effect.void)
-      this.resumeLifetime = resume
-      const socket = this.socket as ConnectionSocket
-      socket[connectionKey] = this
-      socket.on("data", onSocketData)
-      socket.on("error", ignore)
-      socket.on("close", onSocketClose)
-      this.setDeadline(HEADERS, this.server.config.headersTimeout)
-      socket.resume()
-    })
+  /** Starts serving: socket events drive the connection from here, until the socket closes. */
+  start(): void {
+    const socket = this.socket as ConnectionSocket
+    socket[connectionKey] = this
+    socket.on("data", onSocketData)
+    socket.on("error", ignore)
+    socket.on("close", onSocketClose)
+    this.setDeadline(HEADERS, this.server.config.headersTimeout)
+    socket.resume()
   }
 
   private setDeadline(kind: number, timeout: number): void {
@@ -315,7 +311,6 @@ export class ScgiConnection {
     // The front end gave up on the request (its client went away): stop the work.
     if (this.exchange !== undefined) peerGone(this.exchange)
     this.server.forget(this)
-    this.resumeLifetime?.(Effect.void)
   }
 
   write(data: string | Uint8Array): boolean {
