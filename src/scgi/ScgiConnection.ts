@@ -510,15 +510,22 @@ export class ScgiConnection {
   }
 
   /**
-   * Closes after what was written: FIN now, then keep reading (and discarding) until the front end
-   * closes or the linger time passes, so unread request bytes do not turn the close into a reset
-   * that could destroy the response in flight.
+   * Closes after what was written. A close while request bytes are unread makes the kernel send a
+   * reset, which can destroy the response before the front end reads it (RFC 9112 §9.6 describes
+   * this for HTTP). So when the whole request has been read, nothing beyond it has arrived (a
+   * front end sends nothing more) and the response is all in the kernel, the socket closes at
+   * once: the FIN follows the response. Otherwise FIN now, then keep reading (and discarding)
+   * until the front end closes or the linger time passes.
    */
   private end(): void {
     if (this.ending || this.closed) return
     this.ending = true
     this.deadline = 0
     const socket = this.socket
+    if (this.parser.done && !this.parser.bytesBeyondRequest && socket.writableLength === 0) {
+      socket.destroy()
+      return
+    }
     socket.end()
     if (this.readPaused) socket.resume()
     // The server's deadline sweep ends the linger: no timer per connection.

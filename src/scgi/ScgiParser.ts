@@ -91,6 +91,7 @@ export class ScgiParser {
   private headerLength = 0
   private lengthDigits = 0
   private remaining = 0
+  private beyond = false
 
   constructor(limits: ScgiLimits) {
     this.limits = limits
@@ -99,7 +100,11 @@ export class ScgiParser {
 
   /** Adds received bytes. The parser keeps a reference to `chunk`: do not modify it afterwards. */
   push(chunk: Buffer): void {
-    if (this.state === FAILED || this.state === DONE) return
+    if (this.state === FAILED) return
+    if (this.state === DONE || this.state === PENDING_END) {
+      if (chunk.length > 0) this.beyond = true
+      return
+    }
     this.buf = this.pos >= this.buf.length ? chunk : appendInput(this.buf.subarray(this.pos), chunk)
     this.pos = 0
   }
@@ -112,6 +117,14 @@ export class ScgiParser {
   /** Whether the request (head and body) has been received in full. */
   get done(): boolean {
     return this.state === DONE || this.state === PENDING_END
+  }
+
+  /**
+   * Whether bytes beyond the request have arrived (a front end sends none: SCGI carries one
+   * request per connection). They are ignored, but the connection must not close over them.
+   */
+  get bytesBeyondRequest(): boolean {
+    return this.beyond
   }
 
   /** Body bytes still expected. */
@@ -195,7 +208,15 @@ export class ScgiParser {
     }
     this.remaining = contentLength
     this.state = contentLength === 0 ? PENDING_END : BODY
+    if (contentLength === 0) this.dropRest()
     return { _tag: "Head", variables, contentLength }
+  }
+
+  /** Anything after the request is not part of it (SCGI: one request per connection). */
+  private dropRest(): void {
+    if (this.pos < this.buf.length) this.beyond = true
+    this.buf = EMPTY
+    this.pos = 0
   }
 
   private body(): ScgiEvent {
@@ -207,9 +228,7 @@ export class ScgiParser {
     this.remaining -= take
     if (this.remaining === 0) {
       this.state = PENDING_END
-      // Anything after the body is not part of this request (SCGI: one request per connection).
-      this.buf = EMPTY
-      this.pos = 0
+      this.dropRest()
     } else if (this.pos === this.buf.length) {
       this.buf = EMPTY
       this.pos = 0

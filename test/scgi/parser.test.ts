@@ -160,6 +160,27 @@ describe("valid requests", () => {
     expect(parser.done).toBe(true)
   })
 
+  it("tells whether bytes beyond the request arrived, in the same piece or after it, with a body or without", () => {
+    const beyond = (pieces: ReadonlyArray<Buffer>): boolean => {
+      const parser = new ScgiParser(limits)
+      for (const piece of pieces) {
+        parser.push(piece)
+        while (!["NeedData", "End"].includes(parser.next()._tag)) {}
+      }
+      return parser.bytesBeyondRequest
+    }
+    const withBody = scgiRequest({}, "hello")
+    const without = scgiRequest({})
+    expect(beyond([withBody])).toBe(false)
+    expect(beyond(splitAt(withBody, [3, 30, withBody.length - 1]))).toBe(false)
+    expect(beyond([without])).toBe(false)
+    expect(beyond([Buffer.concat([withBody, Buffer.from("x")])])).toBe(true)
+    expect(beyond([Buffer.concat([without, Buffer.from("x")])])).toBe(true)
+    expect(beyond([withBody, Buffer.from("x")])).toBe(true)
+    expect(beyond([without, Buffer.from("x")])).toBe(true)
+    expect(beyond([withBody, Buffer.alloc(0)])).toBe(false)
+  })
+
   it("keeps names and values as bytes (latin1), with '=' and ':' and non-ASCII in values", () => {
     const input = netstring([
       ["CONTENT_LENGTH", "0"],

@@ -127,6 +127,36 @@ const connect = (address: ScgiAddress) =>
     (client) => Effect.sync(() => client.socket.destroy())
   )
 
+/** A front end that sends `request` and keeps its own side open after the server's FIN. */
+const halfOpenClient = (address: ScgiAddress, request: Buffer) =>
+  Effect.acquireRelease(
+    Effect.callback<{
+      readonly socket: Net.Socket
+      readonly chunks: Array<Buffer>
+      ended: boolean
+      error: Error | undefined
+    }>((resume) => {
+      const socket =
+        "port" in address
+          ? Net.connect({ port: address.port, host: "127.0.0.1", allowHalfOpen: true })
+          : Net.connect({ path: address.path, allowHalfOpen: true })
+      const client = { socket, chunks: [] as Array<Buffer>, ended: false, error: undefined as Error | undefined }
+      socket.on("data", (chunk: Buffer) => client.chunks.push(chunk))
+      socket.on("end", () => {
+        client.ended = true
+      })
+      socket.on("error", (error) => {
+        client.error = error
+      })
+      socket.once("connect", () => {
+        socket.write(request)
+        resume(Effect.succeed(client))
+      })
+      return Effect.sync(() => socket.destroy())
+    }),
+    (client) => Effect.sync(() => client.socket.destroy())
+  )
+
 const waitForStats = (stats: Stats["Service"], done: (s: StatsOf) => boolean, timeoutMs: number) =>
   Effect.gen(function* () {
     const until = performance.now() + timeoutMs
@@ -451,6 +481,37 @@ describe("ScgiServer: response framing", () => {
       expect(reset).toBe(false)
       expect(parseScgiResponse(data).body.toString()).toBe("answered early")
     })
+  )
+
+  it.live(
+    "closes at once after answering a request read in full: a front end that keeps its side open holds nothing",
+    () =>
+      Effect.gen(function* () {
+        const { address, stats } = yield* serveApp(Effect.succeed(HttpServerResponse.text("whole")))
+        const client = yield* halfOpenClient(address, scgiRequest(hello))
+        expect(yield* waitUntil(() => client.ended, 5_000)).toBe(true)
+        expect(client.error).toBeUndefined()
+        expect(parseScgiResponse(Buffer.concat(client.chunks)).body.toString()).toBe("whole")
+        // The front end's side is still open; the server's linger (2 s) would keep the connection.
+        expect(yield* waitForStats(stats, (s) => s.openConnections === 0, 500)).toBe(true)
+      })
+  )
+
+  it.live(
+    "bytes after the request: the response arrives whole, and the server lingers until the front end closes",
+    () =>
+      Effect.gen(function* () {
+        const { address, stats } = yield* serveApp(Effect.succeed(HttpServerResponse.text("whole")))
+        const client = yield* halfOpenClient(address, Buffer.concat([scgiRequest(hello), Buffer.from("more bytes")]))
+        expect(yield* waitUntil(() => client.ended, 5_000)).toBe(true)
+        expect(client.error).toBeUndefined()
+        expect(parseScgiResponse(Buffer.concat(client.chunks)).body.toString()).toBe("whole")
+        // Half-closed and still reading: a close now could reset what the front end sends next.
+        yield* Effect.sleep(200)
+        expect((yield* stats.snapshot).openConnections).toBe(1)
+        client.socket.end()
+        expect(yield* waitForStats(stats, (s) => s.openConnections === 0, 5_000)).toBe(true)
+      })
   )
 
   it.live("a streamed body that fails midway resets the connection: a partial body never looks whole", () =>
