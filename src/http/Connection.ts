@@ -467,7 +467,7 @@ export class Http1Connection implements ExchangeHost {
         if (!exchange.fiberDone) return
         this.current = undefined
         if (!exchange.keepAlive || this.closeAfterCurrent) {
-          this.end()
+          if (!this.closeAtOnce(exchange)) this.end()
           return
         }
         if (this.parser !== undefined && this.parser.buffered > 0) {
@@ -634,6 +634,23 @@ export class Http1Connection implements ExchangeHost {
     this.server.runner.rejected(error, { remoteAddress: this.socket.remoteAddress, bytes: Buffer.byteLength(body) })
     this.write(simpleResponse(error.status, body, true, this.config.serverName))
     this.end()
+  }
+
+  /**
+   * Closes without lingering when the client's request ended the connection ("close", or HTTP/1.0
+   * without keep-alive): such a client sends nothing more (RFC 9112 §9.6, §9.3), so once its
+   * request has been read in full, nothing beyond it has arrived and the response is all in the
+   * kernel, a close cannot reset unread input and the FIN follows the response. False when any
+   * of that does not hold, for the lingering close.
+   */
+  private closeAtOnce(exchange: Exchange): boolean {
+    if (exchange.head.keepAlive || exchange.aborted || this.readPaused || this.parser?.idle !== true) return false
+    this.flush()
+    if (this.socket.writableLength > 0) return false
+    this.ending = true
+    this.clearDeadline()
+    this.socket.destroy()
+    return true
   }
 
   /**

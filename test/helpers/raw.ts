@@ -5,6 +5,7 @@
 
 import * as Net from "node:net"
 import { Effect } from "effect"
+import type * as Scope from "effect/Scope"
 
 export interface RawResponse {
   readonly version: string
@@ -165,3 +166,43 @@ export const rawExchange = (
 
 /** A request head with CRLF line ends from lines. */
 export const request = (...lines: ReadonlyArray<string>): string => `${lines.join("\r\n")}\r\n\r\n`
+
+/** A client connection that keeps its own side open after the server's FIN. */
+export interface HalfOpenClient {
+  readonly socket: Net.Socket
+  readonly chunks: Array<Buffer>
+  /** The server's FIN arrived. */
+  ended: boolean
+  error: Error | undefined
+}
+
+/**
+ * Connects (TCP on 127.0.0.1, or a unix socket), sends `bytes` and keeps its side open after the
+ * server's FIN, as a client that has not closed yet does; destroyed when the scope closes.
+ */
+export const halfOpenClient = (
+  address: { readonly port: number } | { readonly path: string },
+  bytes: Buffer | string
+): Effect.Effect<HalfOpenClient, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.callback<HalfOpenClient>((resume) => {
+      const socket =
+        "port" in address
+          ? Net.connect({ port: address.port, host: "127.0.0.1", allowHalfOpen: true })
+          : Net.connect({ path: address.path, allowHalfOpen: true })
+      const client: HalfOpenClient = { socket, chunks: [], ended: false, error: undefined }
+      socket.on("data", (chunk: Buffer) => client.chunks.push(chunk))
+      socket.on("end", () => {
+        client.ended = true
+      })
+      socket.on("error", (error) => {
+        client.error = error
+      })
+      socket.once("connect", () => {
+        socket.write(bytes)
+        resume(Effect.succeed(client))
+      })
+      return Effect.sync(() => socket.destroy())
+    }),
+    (client) => Effect.sync(() => client.socket.destroy())
+  )

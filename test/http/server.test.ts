@@ -3,8 +3,9 @@ import { Deferred, Effect, Fiber, Stream } from "effect"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import echo from "../../examples/echo.ts"
-import { rawExchange, request } from "../helpers/raw.ts"
-import { serveApp } from "../helpers/server.ts"
+import { halfOpenClient, parseResponses, rawExchange, request } from "../helpers/raw.ts"
+import { serveApp, serveWithStats } from "../helpers/server.ts"
+import { waitFor, waitUntil } from "../helpers/wait.ts"
 
 const hello = Effect.succeed(HttpServerResponse.text("Hello, World!"))
 
@@ -47,6 +48,52 @@ describe("Http1Server over real sockets", () => {
       expect(result.responses[0].header("connection")).toBeUndefined()
       expect(result.responses[1].header("connection")).toBe("close")
       expect(result.closed).toBe(true)
+    })
+  )
+
+  it.live("closes at once after answering a client that sent Connection: close, even if it keeps its side open", () =>
+    Effect.gen(function* () {
+      const { port, stats } = yield* serveWithStats(hello)
+      for (const head of [
+        request("GET / HTTP/1.1", "Host: x", "Connection: close"),
+        request("GET / HTTP/1.0", "Host: x"),
+        `${request("POST / HTTP/1.1", "Host: x", "Connection: close", "Content-Length: 5").slice(0, -2)}\r\nhello`
+      ]) {
+        const client = yield* halfOpenClient({ port }, head)
+        expect(yield* waitUntil(() => client.ended, 5_000)).toBe(true)
+        expect(client.error).toBeUndefined()
+        expect(parseResponses(Buffer.concat(client.chunks), [], true)[0].body.toString()).toBe("Hello, World!")
+        // The lingering close (2 s) would keep the connection while the client's side is open.
+        expect(
+          yield* waitFor(
+            Effect.map(stats.snapshot, (s) => s.openConnections === 0),
+            500
+          )
+        ).toBe(true)
+      }
+    })
+  )
+
+  it.live("lingers after a Connection: close response when more bytes came, so none of them resets it", () =>
+    Effect.gen(function* () {
+      const { port, stats } = yield* serveWithStats(hello)
+      const client = yield* halfOpenClient(
+        { port },
+        request("GET / HTTP/1.1", "Host: x", "Connection: close") + request("GET / HTTP/1.1", "Host: x")
+      )
+      expect(yield* waitUntil(() => client.ended, 5_000)).toBe(true)
+      expect(client.error).toBeUndefined()
+      const responses = parseResponses(Buffer.concat(client.chunks), [], true)
+      expect(responses.map((r) => r.body.toString())).toEqual(["Hello, World!"])
+      yield* Effect.sleep(200)
+      expect((yield* stats.snapshot).openConnections).toBe(1)
+      client.socket.end()
+      expect(
+        yield* waitFor(
+          Effect.map(stats.snapshot, (s) => s.openConnections === 0),
+          5_000
+        )
+      ).toBe(true)
     })
   )
 

@@ -20,6 +20,7 @@ import echo from "../../examples/echo.ts"
 import { HttpProtocolError } from "../../src/http/HttpProtocolError.ts"
 import { IncompleteBody, rawHeaders, ScgiServer, Stats } from "../../src/index.ts"
 import type { ScgiServerOptionsInput } from "../../src/options.ts"
+import { halfOpenClient } from "../helpers/raw.ts"
 import {
   netstring,
   parseScgiResponse,
@@ -122,36 +123,6 @@ const connect = (address: ScgiAddress) =>
       })
       socket.on("error", () => {})
       socket.once("connect", () => resume(Effect.succeed(client)))
-      return Effect.sync(() => socket.destroy())
-    }),
-    (client) => Effect.sync(() => client.socket.destroy())
-  )
-
-/** A front end that sends `request` and keeps its own side open after the server's FIN. */
-const halfOpenClient = (address: ScgiAddress, request: Buffer) =>
-  Effect.acquireRelease(
-    Effect.callback<{
-      readonly socket: Net.Socket
-      readonly chunks: Array<Buffer>
-      ended: boolean
-      error: Error | undefined
-    }>((resume) => {
-      const socket =
-        "port" in address
-          ? Net.connect({ port: address.port, host: "127.0.0.1", allowHalfOpen: true })
-          : Net.connect({ path: address.path, allowHalfOpen: true })
-      const client = { socket, chunks: [] as Array<Buffer>, ended: false, error: undefined as Error | undefined }
-      socket.on("data", (chunk: Buffer) => client.chunks.push(chunk))
-      socket.on("end", () => {
-        client.ended = true
-      })
-      socket.on("error", (error) => {
-        client.error = error
-      })
-      socket.once("connect", () => {
-        socket.write(request)
-        resume(Effect.succeed(client))
-      })
       return Effect.sync(() => socket.destroy())
     }),
     (client) => Effect.sync(() => client.socket.destroy())
