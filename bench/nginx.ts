@@ -18,6 +18,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { type Nginx, nginxBinary, nginxVersion, startNginx, type Upstream } from "../test/helpers/nginx.ts"
 import type { Config } from "./config.ts"
+import { childPids, cpuSeconds, procAvailable } from "./cpu.ts"
 import { fmtDuration, progress } from "./log.ts"
 import { rotate } from "./phases.ts"
 import { terminate, track } from "./proc.ts"
@@ -65,20 +66,33 @@ const onFreePort = async (
   return { process: started, port }
 }
 
+/** A path whose backend listens on a free TCP port: `node args... --host H --port P`. */
+const onTcp = (
+  id: NginxPathId,
+  label: string,
+  processLabel: string,
+  args: () => ReadonlyArray<string>,
+  upstream: { readonly protocol: "scgi" } | { readonly protocol: "http"; readonly keepalive: number }
+): NginxPath => ({
+  id,
+  label,
+  start: async (_, timeoutMs) => {
+    const scheme = upstream.protocol === "scgi" ? "scgi" : "http"
+    const { process, port } = await onFreePort(processLabel, args(), (p) => `${scheme}://${HOST}:${p}`, timeoutMs)
+    return { process, upstream: { ...upstream, port } }
+  }
+})
+
+const nodeHttp = () => ["bench/peers/node-http.ts"]
+
 export const NGINX_PATHS: ReadonlyArray<NginxPath> = [
-  {
-    id: "scgi-tcp",
-    label: "nginx → SCGI (TCP) → effect-appserver",
-    start: async (_, timeoutMs) => {
-      const { process, port } = await onFreePort(
-        "effect-appserver (SCGI, TCP)",
-        [...appserver(), "--protocol", "scgi"],
-        (p) => `scgi://${HOST}:${p}`,
-        timeoutMs
-      )
-      return { process, upstream: { protocol: "scgi", port } }
-    }
-  },
+  onTcp(
+    "scgi-tcp",
+    "nginx → SCGI (TCP) → effect-appserver",
+    "effect-appserver (SCGI, TCP)",
+    () => [...appserver(), "--protocol", "scgi"],
+    { protocol: "scgi" }
+  ),
   {
     id: "scgi-unix",
     label: "nginx → SCGI (unix socket) → effect-appserver",
@@ -93,72 +107,35 @@ export const NGINX_PATHS: ReadonlyArray<NginxPath> = [
       return { process, upstream: { protocol: "scgi", path } }
     }
   },
-  {
-    id: "scgi-net",
-    label: "nginx → SCGI (TCP) → bare node:net SCGI",
-    start: async (_, timeoutMs) => {
-      const { process, port } = await onFreePort(
-        "node:net SCGI",
-        ["bench/peers/scgi-net.ts"],
-        (p) => `scgi://${HOST}:${p}`,
-        timeoutMs
-      )
-      return { process, upstream: { protocol: "scgi", port } }
-    }
-  },
-  {
-    id: "appserver-http-close",
-    label: "nginx → HTTP proxy (default: a connection per request) → effect-appserver",
-    start: async (_, timeoutMs) => {
-      const { process, port } = await onFreePort(
-        "effect-appserver (HTTP, no upstream keep-alive)",
-        appserver(),
-        (p) => `http://${HOST}:${p}`,
-        timeoutMs
-      )
-      return { process, upstream: { protocol: "http", port, keepalive: 0 } }
-    }
-  },
-  {
-    id: "node-http-close",
-    label: "nginx → HTTP proxy (default: a connection per request) → node:http",
-    start: async (_, timeoutMs) => {
-      const { process, port } = await onFreePort(
-        "node:http (no upstream keep-alive)",
-        ["bench/peers/node-http.ts"],
-        (p) => `http://${HOST}:${p}`,
-        timeoutMs
-      )
-      return { process, upstream: { protocol: "http", port, keepalive: 0 } }
-    }
-  },
-  {
-    id: "appserver-http",
-    label: "nginx → HTTP proxy, keep-alive upstream → effect-appserver",
-    start: async (_, timeoutMs) => {
-      // keep-alive timeout 120 s, as node:http's below: idle upstream connections stay open between runs
-      const { process, port } = await onFreePort(
-        "effect-appserver (HTTP)",
-        [...appserver(), "--keep-alive-timeout", "120"],
-        (p) => `http://${HOST}:${p}`,
-        timeoutMs
-      )
-      return { process, upstream: { protocol: "http", port, keepalive: 32 } }
-    }
-  },
-  {
-    id: "node-http",
-    label: "nginx → HTTP proxy, keep-alive upstream → node:http",
-    start: async (_, timeoutMs) => {
-      const { process, port } = await onFreePort(
-        "node:http",
-        ["bench/peers/node-http.ts"],
-        (p) => `http://${HOST}:${p}`,
-        timeoutMs
-      )
-      return { process, upstream: { protocol: "http", port, keepalive: 32 } }
-    }
-  }
+  onTcp("scgi-net", "nginx → SCGI (TCP) → bare node:net SCGI", "node:net SCGI", () => ["bench/peers/scgi-net.ts"], {
+    protocol: "scgi"
+  }),
+  onTcp(
+    "appserver-http-close",
+    "nginx → HTTP proxy (default: a connection per request) → effect-appserver",
+    "effect-appserver (HTTP, no upstream keep-alive)",
+    appserver,
+    { protocol: "http", keepalive: 0 }
+  ),
+  onTcp(
+    "node-http-close",
+    "nginx → HTTP proxy (default: a connection per request) → node:http",
+    "node:http (no upstream keep-alive)",
+    nodeHttp,
+    { protocol: "http", keepalive: 0 }
+  ),
+  // keep-alive timeout 120 s, as node:http's: idle upstream connections stay open between runs
+  onTcp(
+    "appserver-http",
+    "nginx → HTTP proxy, keep-alive upstream → effect-appserver",
+    "effect-appserver (HTTP)",
+    () => [...appserver(), "--keep-alive-timeout", "120"],
+    { protocol: "http", keepalive: 32 }
+  ),
+  onTcp("node-http", "nginx → HTTP proxy, keep-alive upstream → node:http", "node:http", nodeHttp, {
+    protocol: "http",
+    keepalive: 32
+  })
 ]
 
 /** The load: `GET /` on 50 client connections, as the main `hello` scenario. */
@@ -206,10 +183,18 @@ const RATIOS: ReadonlyArray<{
   }
 ]
 
+/** CPU µs per request of the backend process and of nginx's worker. */
+interface CpuPerRequest {
+  readonly backendUs: number
+  readonly nginxUs: number
+}
+
 export interface NginxSample {
   readonly path: NginxPathId
   readonly round: number
   readonly result: RunResult
+  /** Undefined without /proc. */
+  readonly cpu: CpuPerRequest | undefined
 }
 
 export type NginxOutcome =
@@ -238,13 +223,38 @@ const describeRun = (result: RunResult): string => {
   return result.errorDetail === "" ? line : `${line}  !! ERRORS: ${result.errorDetail}`
 }
 
-const runOnce = async (tool: LoadTool, running: RunningPath, seconds: number, label: string): Promise<RunResult> => {
+/** The processes whose CPU a run measures: the backend and nginx's one worker. */
+const cpuPids = (running: RunningPath): { readonly backend: number; readonly nginx: number } | undefined => {
+  const backend = running.backend.process.child.pid
+  const [worker] = childPids(running.nginx.pid)
+  return backend === undefined || worker === undefined ? undefined : { backend, nginx: worker }
+}
+
+const runOnce = async (
+  tool: LoadTool,
+  running: RunningPath,
+  seconds: number,
+  label: string
+): Promise<{ readonly result: RunResult; readonly cpu: CpuPerRequest | undefined }> => {
   assertAlive(running)
+  const pids = procAvailable() ? cpuPids(running) : undefined
+  const before = pids && { backend: cpuSeconds(pids.backend), nginx: cpuSeconds(pids.nginx), at: performance.now() }
   const result = await tool.run(NGINX_SCENARIO, running.nginx.url, seconds)
   assertAlive(running)
-  progress(`${label} nginx     ${running.path.id.padEnd(16)} ${describeRun(result)}`)
-  return result
+  let cpu: CpuPerRequest | undefined
+  if (pids !== undefined && before !== undefined) {
+    const requests = (result.requestsPerSec * (performance.now() - before.at)) / 1000
+    cpu = {
+      backendUs: ((cpuSeconds(pids.backend) - before.backend) * 1e6) / requests,
+      nginxUs: ((cpuSeconds(pids.nginx) - before.nginx) * 1e6) / requests
+    }
+  }
+  const cpuText = cpu === undefined ? "" : `  CPU/req server ${fmtUs(cpu.backendUs)} nginx ${fmtUs(cpu.nginxUs)}`
+  progress(`${label} nginx     ${running.path.id.padEnd(20)} ${describeRun(result)}${cpuText}`)
+  return { result, cpu }
 }
+
+const fmtUs = (us: number): string => (Number.isFinite(us) ? `${us.toFixed(1)} µs` : "n/a")
 
 /** nginx of every path, killed synchronously if the harness exits without stopping them. */
 const live = new Set<Nginx>()
@@ -314,8 +324,8 @@ export const nginxPhase = async (config: Config, tool: LoadTool): Promise<NginxO
     const samples: Array<NginxSample> = []
     for (let round = 0; round < config.rounds; round++) {
       for (const path of rotate(running, round)) {
-        const result = await runOnce(tool, path, config.duration, `round ${round + 1}/${config.rounds}`)
-        samples.push({ path: path.path.id, round, result })
+        const { result, cpu } = await runOnce(tool, path, config.duration, `round ${round + 1}/${config.rounds}`)
+        samples.push({ path: path.path.id, round, result, cpu })
       }
     }
     return { _tag: "Measured", version: version.replace(/^nginx version:\s*/, ""), samples }
@@ -334,10 +344,14 @@ export const renderNginxSection = (outcome: NginxOutcome): string => {
   const { samples } = outcome
   const rows = NGINX_PATHS.map((path) => {
     const runs = samples.filter((s) => s.path === path.id)
+    const cpu = runs.flatMap((s) => (s.cpu === undefined ? [] : [s.cpu]))
+    const cpuCell = (of: (c: CpuPerRequest) => number) => (cpu.length === 0 ? "n/a" : median(cpu.map(of)).toFixed(1))
     return [
       path.label,
       fmtRps(median(runs.map((s) => s.result.requestsPerSec))),
       fmtMs(median(runs.map((s) => s.result.p99Ms))),
+      cpuCell((c) => c.backendUs),
+      cpuCell((c) => c.nginxUs),
       spreadCell(runs),
       String(runs.length),
       errorCell(runs)
@@ -363,9 +377,22 @@ export const renderNginxSection = (outcome: NginxOutcome): string => {
       "request; so does nginx's default HTTP proxying (HTTP/1.0). The keep-alive paths use " +
       '`proxy_http_version 1.1`, `Connection ""` and `keepalive 32` upstream connections. The bare node:net ' +
       "SCGI server (bench/peers/scgi-net.ts) does only what the echo contract needs: what any Node SCGI " +
-      "server can reach here.",
+      "server can reach here. CPU µs/req: user + system CPU of the backend process and of nginx's worker " +
+      "(from /proc) over a run, per request (medians over rounds).",
     "",
-    table(["Path", "req/s (median)", "p99 ms (median)", "req/s spread", "runs", "errors"], rows),
+    table(
+      [
+        "Path",
+        "req/s (median)",
+        "p99 ms (median)",
+        "server CPU µs/req",
+        "nginx CPU µs/req",
+        "req/s spread",
+        "runs",
+        "errors"
+      ],
+      rows
+    ),
     "",
     table(["Ratio (median req/s)", "value", "target", "met"], ratios)
   ].join("\n")

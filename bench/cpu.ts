@@ -1,0 +1,27 @@
+/**
+ * CPU time of processes from /proc (Linux): the CPU a server and nginx spend per request tells
+ * where the time goes when wrk, nginx and the server share the machine's cores.
+ */
+import { existsSync, readFileSync } from "node:fs"
+
+/** USER_HZ: the unit of utime and stime in /proc/PID/stat, 100 on Linux. */
+const TICKS_PER_SECOND = 100
+
+/** Whether this system has /proc with per-process CPU times. */
+export const procAvailable = (): boolean => existsSync("/proc/self/stat")
+
+/** User + system CPU seconds of a live process (utime and stime, fields 14 and 15 of its stat). */
+export const cpuSeconds = (pid: number): number => {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+  // The command name (field 2) is in parentheses and may contain spaces: count after its ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND
+}
+
+/** The direct children of a process (nginx's workers under its master). */
+export const childPids = (pid: number): Array<number> =>
+  readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+    .trim()
+    .split(/\s+/)
+    .filter((word) => word !== "")
+    .map(Number)
