@@ -102,3 +102,19 @@ export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("Invali
     return this.option === "" ? `invalid options: ${this.detail}` : `invalid option ${this.option}: ${this.detail}`
   }
 }
+
+/**
+ * The request body did not arrive within `requestTimeout`. It fails the application's body
+ * stream; the client gets 408 if no response has begun, and the connection closes.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BodyTimeout extends Schema.TaggedError<BodyTimeout>()("BodyTimeout", {
+  /** The timeout in seconds. */
+  timeout: Schema.Number
+}) {
+  override get message(): string {
+    return `request body not received within ${this.timeout} s`
+  }
+}

@@ -8,6 +8,7 @@ export {
   AddressInUse,
   BadAddress,
   type BindError,
+  BodyTimeout,
   IncompleteBody,
   InvalidOptions,
   MaxSizeExceeded,

@@ -6,16 +6,17 @@
  */
 import { Cause, Effect } from "effect"
 import type * as Arr from "effect/Array"
-import { IncompleteBody, MaxSizeExceeded } from "../errors.ts"
-import type { HttpProtocolError } from "../http/HttpProtocolError.ts"
+import { type BodyTimeout, IncompleteBody, MaxSizeExceeded } from "../errors.ts"
+import type { Refusal } from "../wire/Refusal.ts"
 
 /**
- * Why a body could not be read in full.
+ * Why a body could not be read in full: over a size limit, cut short by the peer, late, or
+ * malformed (a protocol's refusal, such as a broken chunked encoding).
  *
  * @since 0.1.0
  * @category models
  */
-export type BodyFailure = MaxSizeExceeded | IncompleteBody | HttpProtocolError
+export type BodyFailure = MaxSizeExceeded | IncompleteBody | BodyTimeout | Refusal
 
 /**
  * What the reader asks of the connection that feeds it.

@@ -7,10 +7,10 @@
 import { Context, Effect, type Exit, type Fiber, Option } from "effect"
 import { ClientAbort, causeResponseStripped } from "effect/http/HttpServerError"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
-import type { Admission } from "../http/Admission.ts"
-import { HttpProtocolError } from "../http/HttpProtocolError.ts"
+import { BodyTimeout } from "../errors.ts"
 import { type AccessLogFormat, formatAccess } from "../stats/AccessLog.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
+import type { Admission } from "../wire/Admission.ts"
 import * as Gateway from "./Gateway.ts"
 import type { RequestSource } from "./ServerRequest.ts"
 import { ServerRequest } from "./ServerRequest.ts"
@@ -194,14 +194,17 @@ export const peerGone = (exchange: {
  *
  * @since 0.1.0
  */
-export const bodyTimedOut = (exchange: {
-  readonly headSent: boolean
-  sendSimple(status: number, text: string): void
-  readonly body: { fail(failure: HttpProtocolError): void }
-  readonly fiberDone: boolean
-  readonly fiber: Fiber.Fiber<void, never> | undefined
-}): void => {
+export const bodyTimedOut = (
+  exchange: {
+    readonly headSent: boolean
+    sendSimple(status: number, text: string): void
+    readonly body: { fail(failure: BodyTimeout): void }
+    readonly fiberDone: boolean
+    readonly fiber: Fiber.Fiber<void, never> | undefined
+  },
+  timeoutMillis: number
+): void => {
   if (!exchange.headSent) exchange.sendSimple(408, "request body not received in time\n")
-  exchange.body.fail(new HttpProtocolError({ status: 408, reason: "request body not received in time" }))
+  exchange.body.fail(new BodyTimeout({ timeout: timeoutMillis / 1000 }))
   if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe()
 }

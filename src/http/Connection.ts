@@ -11,10 +11,10 @@ import * as NodeTls from "node:tls"
 import { Effect, type Exit } from "effect"
 import { bodyTimedOut, peerGone, type ConnectionServer as Shared } from "../gateway/Runner.ts"
 import { type TlsInfo, tlsInfoOf } from "../listen/Tls.ts"
-import type { Waiter } from "./Admission.ts"
+import type { Waiter } from "../wire/Admission.ts"
+import type { Refusal } from "../wire/Refusal.ts"
 import { simpleResponse } from "./Encoder.ts"
 import { Exchange, type ExchangeHost } from "./Exchange.ts"
-import type { HttpProtocolError } from "./HttpProtocolError.ts"
 import { type ParserLimits, type RequestHead, RequestParser } from "./Parser.ts"
 
 /**
@@ -212,7 +212,7 @@ export class Http1Connection implements ExchangeHost {
         this.closeAfterCurrent = true
         if (exchange !== undefined) {
           exchange.bodyDone = true
-          bodyTimedOut(exchange)
+          bodyTimedOut(exchange, this.config.requestTimeout)
           // Answered: a request still waiting for a slot must not start the app once one frees.
           if (this.dropWaiter()) exchange.fiberDone = true
         }
@@ -629,7 +629,7 @@ export class Http1Connection implements ExchangeHost {
   }
 
   /** Answers a request the parser refused, then closes. */
-  private reject(error: HttpProtocolError): void {
+  private reject(error: Refusal): void {
     const body = `${error.reason}\n`
     this.server.runner.rejected(error, { remoteAddress: this.socket.remoteAddress, bytes: Buffer.byteLength(body) })
     this.write(simpleResponse(error.status, body, true, this.config.serverName))

@@ -1,115 +1,13 @@
 /**
  * Serialising HTTP/1.1 response heads and chunked body framing (RFC 9112 §4, §6, §7.1), as pure
- * functions over strings. The Date value is cached and reformatted at most once per second.
+ * functions over strings.
  *
  * @since 0.1.0
  */
 import type { ResponseInit } from "../gateway/ResponseTarget.ts"
-import { TCHAR } from "./chars.ts"
-
-/**
- * Reason phrases sent when the application gives no status text (RFC 9110 §15).
- *
- * @since 0.1.0
- * @category constants
- */
-export const reasonPhrases: Readonly<Record<number, string>> = {
-  100: "Continue",
-  101: "Switching Protocols",
-  200: "OK",
-  201: "Created",
-  202: "Accepted",
-  203: "Non-Authoritative Information",
-  204: "No Content",
-  205: "Reset Content",
-  206: "Partial Content",
-  300: "Multiple Choices",
-  301: "Moved Permanently",
-  302: "Found",
-  303: "See Other",
-  304: "Not Modified",
-  307: "Temporary Redirect",
-  308: "Permanent Redirect",
-  400: "Bad Request",
-  401: "Unauthorized",
-  402: "Payment Required",
-  403: "Forbidden",
-  404: "Not Found",
-  405: "Method Not Allowed",
-  406: "Not Acceptable",
-  407: "Proxy Authentication Required",
-  408: "Request Timeout",
-  409: "Conflict",
-  410: "Gone",
-  411: "Length Required",
-  412: "Precondition Failed",
-  413: "Content Too Large",
-  414: "URI Too Long",
-  415: "Unsupported Media Type",
-  416: "Range Not Satisfiable",
-  417: "Expectation Failed",
-  421: "Misdirected Request",
-  422: "Unprocessable Content",
-  425: "Too Early",
-  426: "Upgrade Required",
-  428: "Precondition Required",
-  429: "Too Many Requests",
-  431: "Request Header Fields Too Large",
-  451: "Unavailable For Legal Reasons",
-  499: "Client Closed Request",
-  500: "Internal Server Error",
-  501: "Not Implemented",
-  502: "Bad Gateway",
-  503: "Service Unavailable",
-  504: "Gateway Timeout",
-  505: "HTTP Version Not Supported",
-  507: "Insufficient Storage",
-  511: "Network Authentication Required"
-}
-
-/**
- * The reason phrase for a status: the application's, the standard one, or an empty one (which
- * RFC 9112 §4 allows).
- *
- * @since 0.1.0
- */
-export const reasonPhrase = (status: number, statusText: string | undefined): string =>
-  statusText ?? reasonPhrases[status] ?? ""
-
-let cachedDate = ""
-let dateTimer: ReturnType<typeof setTimeout> | undefined
-
-/** Reformats the date now and again at the start of the next second. */
-const refreshDate = (): void => {
-  const now = Date.now()
-  cachedDate = new Date(now).toUTCString()
-  dateTimer = setTimeout(refreshDate, 1000 - (now % 1000))
-  // The timer must never keep the process alive.
-  dateTimer.unref()
-}
-
-/**
- * The current time as an IMF-fixdate (RFC 9110 §5.6.7). It is formatted once per second, by a
- * timer aligned to the second, so a response costs no clock read or formatting.
- *
- * @since 0.1.0
- */
-export const httpDate = (): string => {
-  if (dateTimer === undefined) refreshDate()
-  return cachedDate
-}
-
-/**
- * An encoded head: `latin1` tells whether it holds characters above 0x7f, which must be sent
- * as single bytes rather than UTF-8.
- *
- * @since 0.1.0
- * @category models
- */
-export interface EncodedHead {
-  readonly head: string
-  readonly latin1: boolean
-}
+import { appendFields, type EncodedHead, valueMax } from "../wire/fields.ts"
+import { httpDate } from "../wire/httpDate.ts"
+import { reasonPhrase } from "../wire/reasons.ts"
 
 /**
  * Header fields whose value the server derives from the message framing and connection state;
@@ -117,73 +15,8 @@ export interface EncodedHead {
  */
 const managed = new Set(["content-length", "transfer-encoding", "connection", "keep-alive"])
 
-const validNames = new Set<string>()
-
 /** Status lines for the standard reason phrases, built on first use. */
 const statusLines: Array<string | undefined> = []
-
-/** RFC 9110 §5.1: a field name is a token. Valid names are remembered (bounded). */
-const isValidName = (name: string): boolean => {
-  if (validNames.has(name)) return true
-  if (name.length === 0) return false
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i)
-    if (c > 0x7f || TCHAR[c] === 0) return false
-  }
-  if (validNames.size < 1024) validNames.add(name)
-  return true
-}
-
-/**
- * RFC 9110 §5.5: field values are HTAB, SP, VCHAR and obs-text; a CR or LF would split the head
- * (response splitting), so it is never sent. Returns -1 when invalid, else the highest code.
- *
- * @since 0.1.0
- */
-export const valueMax = (value: string): number => {
-  let max = 0
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i)
-    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return -1
-    if (c > max) max = c
-  }
-  return max
-}
-
-/**
- * Appends the application's header fields (except those in `skip`) and cookies to `head`,
- * validated (a name that is not a token, a value with CR, LF, NUL or characters beyond Latin-1 is
- * described instead), for the HTTP/1.1 and SCGI encoders alike. `max` is the highest character
- * code in `head` so far; `latin1` tells whether the result needs single-byte encoding.
- *
- * @since 0.1.0
- */
-export const appendFields = (
-  head: string,
-  max: number,
-  h: ResponseInit,
-  skip: ReadonlySet<string>
-): EncodedHead | string => {
-  const headers = h.headers
-  for (const name in headers) {
-    if (skip.has(name)) continue
-    const value = headers[name]
-    if (!isValidName(name)) return `invalid response header name: ${JSON.stringify(name)}`
-    const m = valueMax(value)
-    if (m === -1) return `invalid value for response header ${name}`
-    if (m > max) max = m
-    head += `${name}: ${value}\r\n`
-  }
-  if (h.setCookies !== undefined) {
-    for (const cookie of h.setCookies) {
-      const m = valueMax(cookie)
-      if (m === -1) return "invalid value for response header set-cookie"
-      if (m > max) max = m
-      head += `set-cookie: ${cookie}\r\n`
-    }
-  }
-  return { head, latin1: max > 0x7f }
-}
 
 /**
  * Encodes a response head, or returns a description of what makes it invalid (a bad status, a

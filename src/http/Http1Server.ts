@@ -35,7 +35,7 @@ import {
   millis
 } from "../options.ts"
 import { registerMetrics, ServerStats, Stats } from "../stats/ServerStats.ts"
-import { Admission } from "./Admission.ts"
+import { Admission } from "../wire/Admission.ts"
 import { type ConnectionConfig, Http1Connection } from "./Connection.ts"
 import { simpleResponse } from "./Encoder.ts"
 import type { Exchange } from "./Exchange.ts"

@@ -10,10 +10,11 @@
  * @since 0.1.0
  */
 
-import { appendInput } from "./appendInput.ts"
-import { CR, FIELD_VALUE, HEX, HTAB, IP_LITERAL, LF, REG_NAME, SP, TARGET, TCHAR } from "./chars.ts"
+import { appendInput } from "../wire/appendInput.ts"
+import { CR, FIELD_VALUE, HEX, HTAB, isToken, LF, SP, TARGET, TCHAR } from "../wire/chars.ts"
+import { isValidAuthority } from "../wire/fields.ts"
+import * as intern from "../wire/intern.ts"
 import { HttpProtocolError, type ProtocolStatus } from "./HttpProtocolError.ts"
-import * as intern from "./intern.ts"
 
 /**
  * Size and count limits enforced while parsing.
@@ -694,14 +695,6 @@ const isDigits = (s: string): boolean => {
   return true
 }
 
-const isToken = (s: string): boolean => {
-  if (s.length === 0) return false
-  for (let i = 0; i < s.length; i++) {
-    if (TCHAR[s.charCodeAt(i)] !== 1) return false
-  }
-  return true
-}
-
 /**
  * RFC 9110 §5.6.1: the members of a comma-separated list across all field lines, trimmed.
  * Empty members are ignored as the list rule requires, except for Content-Length where
@@ -722,32 +715,6 @@ const listElements = (values: ReadonlyArray<string>, keepEmpty = false): Array<s
 const codingName = (coding: string): string => {
   const semicolon = coding.indexOf(";")
   return (semicolon === -1 ? coding : coding.slice(0, semicolon)).trim().toLowerCase()
-}
-
-/**
- * RFC 3986 §3.2.2/§3.2.3 and RFC 9110 §7.2: authority = uri-host [ ":" port ], where uri-host is
- * an IP-literal in brackets or a reg-name/IPv4 address, and port is digits. Userinfo is not
- * allowed in an http(s) authority (RFC 9110 §4.2.4).
- */
-export const isValidAuthority = (authority: string): boolean => {
-  const length = authority.length
-  let i = 0
-  if (authority.charCodeAt(0) === 0x5b) {
-    const close = authority.indexOf("]")
-    if (close < 2) return false
-    for (i = 1; i < close; i++) {
-      if (IP_LITERAL[authority.charCodeAt(i)] !== 1) return false
-    }
-    i = close + 1
-  } else {
-    while (i < length && REG_NAME[authority.charCodeAt(i)] === 1) i++
-  }
-  if (i === length) return true
-  if (authority.charCodeAt(i) !== COLON) return false
-  for (i++; i < length; i++) {
-    if (!isDigit(authority.charCodeAt(i))) return false
-  }
-  return true
 }
 
 const absoluteForm = /^https?:\/\//i

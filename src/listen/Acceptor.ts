@@ -10,8 +10,8 @@
 import * as Net from "node:net"
 import { Effect, FiberSet, Schedule } from "effect"
 import type * as Scope from "effect/Scope"
-import type { Admission } from "../http/Admission.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
+import type { Admission } from "../wire/Admission.ts"
 import { ConnectionList, type Listed } from "./ConnectionList.ts"
 
 /**

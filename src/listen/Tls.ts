@@ -11,7 +11,7 @@ import type * as Net from "node:net"
 import * as Tls from "node:tls"
 import { Data, Effect } from "effect"
 import { InvalidOptions } from "../errors.ts"
-import { httpDate } from "../http/Encoder.ts"
+import { httpDate } from "../wire/httpDate.ts"
 
 /**
  * TLS settings as the servers use them.

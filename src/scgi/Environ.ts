@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { Context, Effect, type Exit, Schema } from "effect"
-import { TCHAR } from "../http/chars.ts"
+import { isToken } from "../wire/chars.ts"
 
 const port = Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 65535 }))
 const text = Schema.optionalKey(Schema.String)
@@ -216,16 +216,6 @@ const headerName = (variable: string): string => {
   const name = variable.slice(5).toLowerCase().replaceAll("_", "-")
   if (headerNames.size < 512) headerNames.set(variable, name)
   return name
-}
-
-/** RFC 9110 §9.1: a method is a token. */
-const isToken = (value: string): boolean => {
-  if (value.length === 0) return false
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i)
-    if (c > 0x7f || TCHAR[c] === 0) return false
-  }
-  return true
 }
 
 /** The Host a request without HTTP_HOST gets: SERVER_NAME, with SERVER_PORT unless it is the scheme's. */

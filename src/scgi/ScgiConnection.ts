@@ -10,9 +10,9 @@ import { Effect, type Exit, Fiber } from "effect"
 import { BodyReader, type BodySource } from "../gateway/BodyReader.ts"
 import type { ResponseInit, ResponseTarget } from "../gateway/ResponseTarget.ts"
 import { bodyTimedOut, type ConnectionServer, peerGone, type RunExchange } from "../gateway/Runner.ts"
-import type { Waiter } from "../http/Admission.ts"
 import { interruptGrace } from "../http/Connection.ts"
 import type { TlsInfo } from "../listen/Tls.ts"
+import type { Waiter } from "../wire/Admission.ts"
 import { type Environ, type MappedRequest, mapRequest } from "./Environ.ts"
 import { encodeScgiHead, simpleScgiResponse } from "./ScgiEncoder.ts"
 import { type ScgiLimits, ScgiParser } from "./ScgiParser.ts"
@@ -281,7 +281,7 @@ export class ScgiConnection {
       stats.timeouts.request++
       const exchange = this.exchange
       if (exchange !== undefined) {
-        bodyTimedOut(exchange)
+        bodyTimedOut(exchange, this.server.config.requestTimeout)
         // Answered: a request still waiting for a slot must not start the app once one frees.
         if (this.dropWaiter()) exchange.fiberDone = true
       }

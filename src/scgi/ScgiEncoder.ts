@@ -7,8 +7,8 @@
  */
 
 import type { ResponseInit } from "../gateway/ResponseTarget.ts"
-import type { EncodedHead } from "../http/Encoder.ts"
-import { appendFields, reasonPhrase, valueMax } from "../http/Encoder.ts"
+import { appendFields, type EncodedHead, valueMax } from "../wire/fields.ts"
+import { reasonPhrase } from "../wire/reasons.ts"
 
 /**
  * Fields the server writes itself or the front end derives from its own connection to the

@@ -8,8 +8,8 @@
  *
  * @since 0.1.0
  */
-import { appendInput } from "../http/appendInput.ts"
-import { latin1 } from "../http/intern.ts"
+import { appendInput } from "../wire/appendInput.ts"
+import { latin1 } from "../wire/intern.ts"
 import { ScgiProtocolError } from "./ScgiProtocolError.ts"
 
 /**

@@ -28,7 +28,6 @@ import type * as Scope from "effect/Scope"
 import type { BindError, InvalidOptions } from "../errors.ts"
 import * as Gateway from "../gateway/Gateway.ts"
 import { makeRunner } from "../gateway/Runner.ts"
-import { Admission } from "../http/Admission.ts"
 import { Acceptor, createServer } from "../listen/Acceptor.ts"
 import { listen, listenerLabel, targetOf } from "../listen/Listener.ts"
 import {
@@ -39,6 +38,7 @@ import {
   type ScgiServerOptionsInput
 } from "../options.ts"
 import { registerMetrics, ServerStats, Stats } from "../stats/ServerStats.ts"
+import { Admission } from "../wire/Admission.ts"
 import { ScgiEnviron } from "./Environ.ts"
 import { ScgiConnection, type ScgiConnectionServer, type ScgiExchange } from "./ScgiConnection.ts"
 import { simpleScgiResponse } from "./ScgiEncoder.ts"

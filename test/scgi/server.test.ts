@@ -17,8 +17,7 @@ import type { HttpServerError } from "effect/http/HttpServerError"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import echo from "../../examples/echo.ts"
-import { HttpProtocolError } from "../../src/http/HttpProtocolError.ts"
-import { IncompleteBody, rawHeaders, ScgiServer, Stats } from "../../src/index.ts"
+import { BodyTimeout, IncompleteBody, rawHeaders, ScgiServer, Stats } from "../../src/index.ts"
 import type { ScgiServerOptionsInput } from "../../src/options.ts"
 import { halfOpenClient } from "../helpers/raw.ts"
 import {
@@ -150,7 +149,7 @@ const outcomeOf = (exit: Exit.Exit<unknown, HttpServerError>): Outcome => {
   const reason = error.value.reason
   const cause = reason._tag === "RequestParseError" ? reason.cause : undefined
   if (cause instanceof IncompleteBody) return "IncompleteBody"
-  if (cause instanceof HttpProtocolError && cause.status === 408) return "timeout 408"
+  if (cause instanceof BodyTimeout) return "timeout 408"
   return "other failure"
 }
 

@@ -1,5 +1,6 @@
 /**
- * Byte classes used by the HTTP/1.1 parser and encoder, as 256-entry lookup tables.
+ * Byte classes of HTTP's grammar (RFC 9110, RFC 9112, RFC 3986) as 256-entry lookup tables, used
+ * by the HTTP/1.1 parser and encoder and by the SCGI variable mapping.
  *
  * @since 0.1.0
  */
@@ -38,6 +39,19 @@ export const REG_NAME = table((b) => isAlphaNum(b) || "-._~%!$&'()*+,;=".include
 
 /** RFC 3986 §3.2.2: characters inside an IP-literal's brackets (IPv6address and IPvFuture). */
 export const IP_LITERAL = table((b) => isAlphaNum(b) || "-._~!$&'()*+,;=:".includes(String.fromCharCode(b)))
+
+/**
+ * RFC 9110 §5.6.2: whether `s` is a token (a method, a field name, a transfer coding).
+ *
+ * @since 0.1.0
+ */
+export const isToken = (s: string): boolean => {
+  if (s.length === 0) return false
+  for (let i = 0; i < s.length; i++) {
+    if (TCHAR[s.charCodeAt(i)] !== 1) return false
+  }
+  return true
+}
 
 /** Value of a hex digit, or -1. */
 export const HEX = (() => {
