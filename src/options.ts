@@ -97,6 +97,11 @@ export const OperationFields = {
     "Seconds for a request body to arrive once its head is in: 408 (or close, if the response began) beyond it."
   ),
   keepAliveTimeout: field(seconds, 5, "Seconds an idle keep-alive connection is kept before it is closed."),
+  sendTimeout: field(
+    seconds,
+    60,
+    "Seconds a client may take none of a response while more of it waits to be sent; beyond it the connection is closed and the request interrupted."
+  ),
   handshakeTimeout: field(seconds, 10, "Seconds for a TLS handshake."),
   shutdownTimeout: field(
     seconds,
@@ -168,6 +173,7 @@ export const ScgiServerOptions = Schema.Struct({
   port: field(int(0, 65535), 4000, "TCP port; 0 picks a free ephemeral port (see the server's address)."),
   headersTimeout: OperationFields.headersTimeout,
   requestTimeout: OperationFields.requestTimeout,
+  sendTimeout: OperationFields.sendTimeout,
   shutdownTimeout: OperationFields.shutdownTimeout,
   maxConnections: OperationFields.maxConnections,
   maxConcurrentRequests: OperationFields.maxConcurrentRequests,

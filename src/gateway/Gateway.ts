@@ -14,7 +14,7 @@ import * as Cookies from "effect/http/Cookies"
 import * as HttpEffect from "effect/http/HttpEffect"
 import type * as Middleware from "effect/http/HttpMiddleware"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
-import type { HttpServerResponse } from "effect/http/HttpServerResponse"
+import { type HttpServerResponse, omitsBody } from "effect/http/HttpServerResponse"
 import type * as Scope from "effect/Scope"
 import type { ResponseInit, ResponseTarget } from "./ResponseTarget.ts"
 import { ServerRequest } from "./ServerRequest.ts"
@@ -46,12 +46,18 @@ const fallback: ResponseInit = {
   statusText: undefined,
   headers: { "content-type": "text/plain; charset=utf-8" },
   setCookies: undefined,
-  contentLength: 21
+  contentLength: 21,
+  withoutBody: false
 }
 
 /** The head cannot be sent as built: answer 500 instead, and fail so the defect is logged. */
 const invalid = (target: ResponseTarget, description: string): Effect.Effect<never> => {
-  if (!target.headSent && !target.closed) target.send(fallback, "Internal Server Error")
+  if (!target.headSent && !target.closed) {
+    target.send(
+      target.isHead ? { ...fallback, withoutBody: true } : fallback,
+      target.isHead ? undefined : "Internal Server Error"
+    )
+  }
   return Effect.die(new InvalidResponse(description))
 }
 
@@ -75,10 +81,8 @@ const headerLength = (headers: Readonly<Record<string, string>>): number => {
   return value !== undefined && /^\d{1,15}$/.test(value) ? Number(value) : -1
 }
 
-const omitsBody = (target: ResponseTarget, status: number): boolean =>
-  target.isHead || status === 204 || status === 205 || status === 304
-
 const init = (
+  target: ResponseTarget,
   response: HttpServerResponse,
   headers: Readonly<Record<string, string>>,
   length: number
@@ -87,7 +91,8 @@ const init = (
   statusText: response.statusText,
   headers,
   setCookies: Cookies.isEmpty(response.cookies) ? undefined : Cookies.toSetCookieHeaders(response.cookies),
-  contentLength: declaredLength(response.status, length, headers)
+  contentLength: declaredLength(response.status, length, headers),
+  withoutBody: omitsBody(response, target.isHead)
 })
 
 /** Writes chunks in order, waiting for the peer to catch up whenever it falls behind. */
@@ -107,9 +112,10 @@ const writeStream = <E>(
   length: number,
   stream: Stream.Stream<Uint8Array, E>
 ): Effect.Effect<void, E> => {
-  const error = target.start(init(response, headers, length))
+  const head = init(target, response, headers, length)
+  const error = target.start(head)
   if (error !== undefined) return invalid(target, error)
-  if (omitsBody(target, response.status)) {
+  if (head.withoutBody) {
     target.end()
     return Effect.void
   }
@@ -138,15 +144,12 @@ const writeRaw = (
 ): Effect.Effect<void, unknown> => {
   const headers = response.headers
   if (typeof raw === "string" || raw instanceof Uint8Array) {
-    const length = typeof raw === "string" ? Buffer.byteLength(raw) : raw.length
-    return sent(
-      target,
-      target.send(init(response, headers, length), omitsBody(target, response.status) ? undefined : raw)
-    )
+    const head = init(target, response, headers, typeof raw === "string" ? Buffer.byteLength(raw) : raw.length)
+    return sent(target, target.send(head, head.withoutBody ? undefined : raw))
   }
   const length = contentLength ?? headerLength(headers)
   if (raw instanceof Readable) {
-    if (omitsBody(target, response.status)) raw.destroy()
+    if (omitsBody(response, target.isHead)) raw.destroy()
     return writeStream(target, response, headers, length, NodeStream.fromReadable({ evaluate: () => raw }))
   }
   if (raw instanceof ReadableStream) {
@@ -182,15 +185,11 @@ export const handleResponse = (
   }
   switch (body._tag) {
     case "Empty":
-      return sent(target, target.send(init(response, response.headers, 0), undefined))
-    case "Uint8Array":
-      return sent(
-        target,
-        target.send(
-          init(response, response.headers, body.contentLength),
-          omitsBody(target, response.status) ? undefined : (body.text ?? body.body)
-        )
-      )
+      return sent(target, target.send(init(target, response, response.headers, 0), undefined))
+    case "Uint8Array": {
+      const head = init(target, response, response.headers, body.contentLength)
+      return sent(target, target.send(head, head.withoutBody ? undefined : (body.text ?? body.body)))
+    }
     case "Stream":
       return writeStream(
         target,
@@ -209,7 +208,7 @@ export const handleResponse = (
         "content-type": encoded.headers.get("content-type") ?? "multipart/form-data"
       }
       const web = encoded.body
-      if (web === null) return sent(target, target.send(init(response, headers, 0), undefined))
+      if (web === null) return sent(target, target.send(init(target, response, headers, 0), undefined))
       return writeStream(
         target,
         response,

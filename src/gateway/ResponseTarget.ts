@@ -21,6 +21,11 @@ export interface ResponseInit {
   readonly setCookies: ReadonlyArray<string> | undefined
   /** The Content-Length to declare, or -1 when the length is unknown or must not be sent. */
   readonly contentLength: number
+  /**
+   * The response carries no content (RFC 9110 §6.4.1: a response to HEAD, 204, 205 and 304), as
+   * Effect's `HttpServerResponse.omitsBody` decides: the one place the rule is written.
+   */
+  readonly withoutBody: boolean
 }
 
 /**

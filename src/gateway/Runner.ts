@@ -5,12 +5,10 @@
  * @since 0.1.0
  */
 import { Context, Effect, type Exit, type Fiber, Option } from "effect"
-import { ClientAbort, causeResponseStripped } from "effect/http/HttpServerError"
+import { causeResponseStripped } from "effect/http/HttpServerError"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
-import { BodyTimeout } from "../errors.ts"
 import { type AccessLogFormat, formatAccess } from "../stats/AccessLog.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
-import type { Admission } from "../wire/Admission.ts"
 import * as Gateway from "./Gateway.ts"
 import type { RequestSource } from "./ServerRequest.ts"
 import { ServerRequest } from "./ServerRequest.ts"
@@ -58,22 +56,8 @@ export interface RequestRunner<X extends RunExchange> {
     error: { readonly status: number; readonly reason: string },
     answered?: { readonly remoteAddress: string | undefined; readonly bytes: number }
   ) => void
-}
-
-/**
- * What the connections of one served app share, whatever their protocol.
- *
- * @since 0.1.0
- * @category models
- */
-export interface ConnectionServer<Config, X extends RunExchange, C> {
-  readonly config: Config
-  readonly runner: RequestRunner<X>
-  readonly stats: ServerStats
-  /** Present when maxConcurrentRequests limits the app. */
-  readonly admission: Admission | undefined
-  /** A closed connection leaves the server's live set. */
-  readonly forget: (connection: C) => void
+  /** Something about a connection worth an operator's attention (a send timeout), logged at Info. */
+  readonly notice: (message: string, annotations: Readonly<Record<string, unknown>>) => void
 }
 
 const header = (exchange: RunExchange, name: string): string | undefined => {
@@ -145,6 +129,7 @@ export const makeRunner = <X extends RunExchange>(options: {
         )
       }
     },
+    notice: (message, annotations) => log(Effect.annotateLogs(Effect.logInfo(message), annotations)),
     rejected: (error, answered) => {
       stats.protocolError(error.status)
       log(Effect.logDebug("request refused", error.status, error.reason))
@@ -169,42 +154,4 @@ export const makeRunner = <X extends RunExchange>(options: {
       )
     }
   }
-}
-
-/**
- * The peer of an exchange in progress went away: a body still arriving fails with
- * `IncompleteBody`, and the app's fiber is interrupted as Effect's `ClientAbort` (499).
- *
- * @since 0.1.0
- */
-export const peerGone = (exchange: {
-  readonly body: { abort(): void }
-  readonly fiberDone: boolean
-  readonly fiber: Fiber.Fiber<void, never> | undefined
-}): void => {
-  exchange.body.abort()
-  if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe(undefined, ClientAbort.annotation)
-}
-
-/**
- * The body of an exchange in progress did not arrive within requestTimeout: a 408 unless a
- * response has begun, then the body fails and the app's fiber is interrupted. The 408 goes out
- * before the body fails: failing it can resume the app at once, whose error response (400 for a
- * body read error) would otherwise win.
- *
- * @since 0.1.0
- */
-export const bodyTimedOut = (
-  exchange: {
-    readonly headSent: boolean
-    sendSimple(status: number, text: string): void
-    readonly body: { fail(failure: BodyTimeout): void }
-    readonly fiberDone: boolean
-    readonly fiber: Fiber.Fiber<void, never> | undefined
-  },
-  timeoutMillis: number
-): void => {
-  if (!exchange.headSent) exchange.sendSimple(408, "request body not received in time\n")
-  exchange.body.fail(new BodyTimeout({ timeout: timeoutMillis / 1000 }))
-  if (!exchange.fiberDone) exchange.fiber?.interruptUnsafe()
 }

@@ -12,20 +12,19 @@
  */
 
 import type * as Net from "node:net"
+import type * as NodeTls from "node:tls"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as NodeServices from "@effect/platform-node/NodeServices"
-import { Context, Effect, Layer } from "effect"
+import { type Context, Effect, Layer } from "effect"
 import type * as Etag from "effect/http/Etag"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import type { HttpClient } from "effect/http/HttpClient"
 import type * as HttpPlatform from "effect/http/HttpPlatform"
 import * as HttpServer from "effect/http/HttpServer"
 import type * as Scope from "effect/Scope"
+import { makeServer } from "../conn/ServerAssembly.ts"
 import type { BindError, InvalidOptions } from "../errors.ts"
-import * as Gateway from "../gateway/Gateway.ts"
-import { makeRunner } from "../gateway/Runner.ts"
-import { Acceptor, createServer } from "../listen/Acceptor.ts"
-import { listen, listenerLabel, targetOf } from "../listen/Listener.ts"
+import { targetOf } from "../listen/Listener.ts"
 import * as Tls from "../listen/Tls.ts"
 import {
   decodeOptions,
@@ -34,28 +33,33 @@ import {
   type Http1ServerOptionsInput,
   millis
 } from "../options.ts"
-import { registerMetrics, ServerStats, Stats } from "../stats/ServerStats.ts"
-import { Admission } from "../wire/Admission.ts"
-import { type ConnectionConfig, Http1Connection } from "./Connection.ts"
-import { simpleResponse } from "./Encoder.ts"
-import type { Exchange } from "./Exchange.ts"
+import type { ServerStats, Stats } from "../stats/ServerStats.ts"
+import { http1Protocol } from "./Http1Protocol.ts"
 
 export { type Http1ServerConfig, Http1ServerOptions, type Http1ServerOptionsInput }
 
-const connectionConfig = (config: Http1ServerConfig): ConnectionConfig => ({
-  limits: {
-    maxRequestLineSize: config.maxRequestLineSize,
-    maxHeaderSize: config.maxHeaderSize,
-    maxHeaderCount: config.maxHeaderCount,
-    maxBodySize: config.maxBodySize
-  },
-  maxDrainSize: config.maxDrainSize,
-  serverName: config.serverName,
-  protocol: config.tls === undefined ? "http" : "https",
-  headersTimeout: millis(config.headersTimeout),
-  requestTimeout: millis(config.requestTimeout),
-  keepAliveTimeout: millis(config.keepAliveTimeout)
-})
+/**
+ * The TLS handshake of each connection, in a fiber of its own with `handshakeTimeout`, so a slow
+ * or failed handshake never holds up accepting (cheroot#748).
+ */
+const handshake =
+  (config: Http1ServerConfig, tlsContext: NodeTls.SecureContext, tlsSettings: Tls.TlsSettings) =>
+  (stats: ServerStats) =>
+  (socket: Net.Socket): Effect.Effect<Net.Socket | undefined> =>
+    Tls.handshake(socket, tlsContext, tlsSettings).pipe(
+      config.handshakeTimeout > 0
+        ? Effect.timeoutOrElse({
+            duration: millis(config.handshakeTimeout),
+            orElse: () => {
+              stats.timeouts.handshake++
+              return Effect.fail(new Tls.HandshakeFailed({ reason: "closed" }))
+            }
+          })
+        : (effect) => effect,
+      Effect.catchTag("HandshakeFailed", (error) =>
+        Effect.as(Effect.logDebug("TLS handshake failed", error.reason), undefined)
+      )
+    )
 
 /**
  * Listens with the given options and provides `HttpServer` and `Stats`. Binding happens when the
@@ -63,7 +67,8 @@ const connectionConfig = (config: Http1ServerConfig): ConnectionConfig => ({
  *
  * Closing the scope is a graceful stop: accepting stops at once, idle connections close,
  * requests in progress (and those already received) have `shutdownTimeout` to finish, their
- * responses carrying `Connection: close`; then what remains is interrupted and every socket closed.
+ * responses carrying `Connection: close`; then what remains is interrupted and every socket
+ * closed. It runs whichever closes first, this scope or the one the app is served in.
  *
  * @since 0.1.0
  * @category constructors
@@ -76,70 +81,42 @@ export const make = (
     const target = yield* targetOf(config)
     const tlsSettings = config.tls
     const tlsContext = tlsSettings === undefined ? undefined : yield* Tls.secureContext(tlsSettings)
-    const connConfig = connectionConfig(config)
-    const stats = new ServerStats()
-    const server = createServer(config.noDelay)
-    const acceptor = new Acceptor<Http1Connection>(server, stats)
-    const listener = yield* listen(server, target)
-    yield* Effect.addFinalizer(() => acceptor.closeWaiting)
-    yield* registerMetrics(stats, listenerLabel(target, listener.address))
-
-    // The TLS handshake runs in the connection's fiber with its own timeout, so a slow or failed
-    // handshake never holds up accepting (cheroot#748).
-    const secure =
-      tlsContext === undefined || tlsSettings === undefined
-        ? undefined
-        : (socket: Net.Socket): Effect.Effect<Net.Socket | undefined> =>
-            Tls.handshake(socket, tlsContext, tlsSettings).pipe(
-              config.handshakeTimeout > 0
-                ? Effect.timeoutOrElse({
-                    duration: millis(config.handshakeTimeout),
-                    orElse: () => {
-                      stats.timeouts.handshake++
-                      return Effect.fail(new Tls.HandshakeFailed({ reason: "closed" }))
-                    }
-                  })
-                : (effect) => effect,
-              Effect.catchTag("HandshakeFailed", (error) =>
-                Effect.as(Effect.logDebug("TLS handshake failed", error.reason), undefined)
-              )
-            )
-
-    const httpServer = HttpServer.make({
-      address: listener.address,
-      serve: Effect.fnUntraced(function* (app, middleware) {
-        const services = yield* Effect.context<never>()
-        const admission = Admission.limit(config.maxConcurrentRequests, millis(config.requestQueueTimeout))
-        const runner = makeRunner<Exchange>({
-          handled: Gateway.toHandled(app, middleware),
-          services,
-          stats,
-          accessLog: config.accessLog
-        })
-        yield* acceptor.serve({
-          maxConnections: config.maxConnections,
-          shutdownTimeout: millis(config.shutdownTimeout),
-          timeouts: [
-            connConfig.headersTimeout,
-            connConfig.requestTimeout,
-            connConfig.keepAliveTimeout,
-            millis(config.requestQueueTimeout)
-          ],
-          refusal: () => simpleResponse(503, "server at its connection limit\n", true, config.serverName),
-          admission,
-          prepare: secure,
-          connection: (socket, forget) =>
-            new Http1Connection(socket, { config: connConfig, runner, stats, admission, forget })
-        })
-      })
-    })
-    return Context.make(HttpServer.HttpServer, httpServer).pipe(
-      Context.add(Stats, Stats.of({ snapshot: Effect.sync(() => stats.snapshot()) }))
+    const protocol = http1Protocol(
+      {
+        maxRequestLineSize: config.maxRequestLineSize,
+        maxHeaderSize: config.maxHeaderSize,
+        maxHeaderCount: config.maxHeaderCount,
+        maxBodySize: config.maxBodySize
+      },
+      {
+        maxBodySize: config.maxBodySize,
+        serverName: config.serverName,
+        scheme: tlsSettings === undefined ? "http" : "https"
+      }
     )
+    return yield* makeServer({
+      target,
+      noDelay: config.noDelay,
+      protocol,
+      driver: {
+        headersTimeout: millis(config.headersTimeout),
+        requestTimeout: millis(config.requestTimeout),
+        keepAliveTimeout: millis(config.keepAliveTimeout),
+        sendTimeout: millis(config.sendTimeout),
+        maxDrainSize: config.maxDrainSize
+      },
+      maxConnections: config.maxConnections,
+      shutdownTimeout: millis(config.shutdownTimeout),
+      maxConcurrentRequests: config.maxConcurrentRequests,
+      requestQueueTimeout: millis(config.requestQueueTimeout),
+      accessLog: config.accessLog,
+      prepare:
+        tlsContext === undefined || tlsSettings === undefined ? undefined : handshake(config, tlsContext, tlsSettings)
+    })
   })
 
 /**
- * Provides only `HttpServer`.
+ * Provides `HttpServer` and `Stats` alone, for apps that need no platform services.
  *
  * @since 0.1.0
  * @category layers

@@ -1,18 +1,19 @@
 /**
  * What every server does with its listening socket, whatever the protocol: accept connections
  * (holding early ones until an app is served), refuse those over `maxConnections`, keep the live
- * ones, check deadlines on a schedule, and stop gracefully. The accept loop, the deadline sweep
- * and TLS handshakes are fibers in a `FiberSet` owned by the server's scope; a connection is
- * event-driven (socket events in, a fiber per request) and the scope's finalizer stops it.
+ * ones, check their deadlines on a schedule, and stop gracefully. The accept loop, the deadline
+ * sweep and TLS handshakes are fibers in a `FiberSet` owned by the serving scope; a connection is
+ * an event-driven object (socket events in, a fiber per request) that the graceful stop closes.
  *
  * @since 0.1.0
  */
 import * as Net from "node:net"
-import { Effect, FiberSet, Schedule } from "effect"
+import { Deferred, Effect, FiberSet, Schedule } from "effect"
 import type * as Scope from "effect/Scope"
 import type { ServerStats } from "../stats/ServerStats.ts"
 import type { Admission } from "../wire/Admission.ts"
 import { ConnectionList, type Listed } from "./ConnectionList.ts"
+import { ConnState, lingerMillis } from "./ConnState.ts"
 
 /**
  * A protocol's connection as the acceptor drives it.
@@ -22,12 +23,11 @@ import { ConnectionList, type Listed } from "./ConnectionList.ts"
  */
 export interface LiveConnection extends Listed {
   readonly socket: Net.Socket
-  /** Waiting for a request with nothing of it received. */
-  readonly idle: boolean
-  /** When the current phase times out (ms since the epoch), 0 for none. */
+  readonly state: ConnState
+  /** When the connection next needs `timeout` (ms since the epoch), 0 for never. */
   readonly deadline: number
-  /** The deadline has passed. */
-  timeout(): void
+  /** The deadline has passed (`now` is the sweep's clock reading). */
+  timeout(now: number): void
   /** Graceful stop: close when idle, else after the requests already received. */
   drainForShutdown(): void
   /** Interrupts what is running and closes the socket. */
@@ -37,29 +37,38 @@ export interface LiveConnection extends Listed {
 }
 
 /**
- * How connections are served once an app is.
+ * How a server's connections are accepted, limited, timed and stopped.
  *
  * @since 0.1.0
  * @category models
  */
-export interface ServeOptions<C extends LiveConnection> {
+export interface AcceptorOptions {
   readonly maxConnections: number
   /** Milliseconds requests in progress get when the server stops. */
   readonly shutdownTimeout: number
   /** The timeouts in milliseconds (0 for none) whose deadlines the sweep checks. */
   readonly timeouts: ReadonlyArray<number>
   /** The answer (a 503) to a connection over maxConnections, which is then closed. */
-  readonly refusal: () => string
-  /** The request queue of maxConcurrentRequests, whose waiters the sweep expires. */
-  readonly admission: Admission | undefined
-  /** Makes a connection of an accepted socket; `forget` takes it out of the live set when it closes. */
-  readonly connection: (socket: Net.Socket, forget: (connection: C) => void) => C
+  readonly refusal: string
   /**
    * Work before a socket becomes a connection (a TLS handshake), run as a fiber of the server;
    * undefined when the socket did not make it (and is closed). Sockets being prepared count as
    * open connections.
    */
   readonly prepare?: ((socket: Net.Socket) => Effect.Effect<Net.Socket | undefined>) | undefined
+}
+
+/**
+ * What one served app brings to the acceptor.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ServeOptions<C extends LiveConnection> {
+  /** The request queue of maxConcurrentRequests, whose waiters the sweep expires. */
+  readonly admission: Admission | undefined
+  /** Makes a connection of an accepted socket; `forget` takes it out of the live set when it closes. */
+  readonly connection: (socket: Net.Socket, forget: (connection: C) => void) => C
 }
 
 /**
@@ -76,7 +85,8 @@ const refuse = (socket: Net.Socket, answer: string): void => {
   socket.on("error", () => {})
   socket.resume()
   socket.end(answer)
-  setTimeout(() => socket.destroy(), 2_000).unref()
+  // Overload is rare enough for a timer per refused socket; live connections linger on the sweep.
+  setTimeout(() => socket.destroy(), lingerMillis).unref()
 }
 
 /**
@@ -89,16 +99,23 @@ const refuse = (socket: Net.Socket, answer: string): void => {
 export class Acceptor<C extends LiveConnection> {
   private readonly server: Net.Server
   private readonly stats: ServerStats
+  private readonly options: AcceptorOptions
   private accept: ((socket: Net.Socket) => void) | undefined
   private readonly waiting = new Set<Net.Socket>()
   private readonly live = new ConnectionList<C>()
   private preparing = 0
+  private onEmpty: (() => void) | undefined
+  private stopped: Deferred.Deferred<void> | undefined
+  /** The graceful stop has begun: connections answer what they have received, then close. */
+  stopping = false
 
-  constructor(server: Net.Server, stats: ServerStats) {
+  constructor(server: Net.Server, stats: ServerStats, options: AcceptorOptions) {
     this.server = server
     this.stats = stats
+    this.options = options
     server.on("connection", (socket: Net.Socket) => {
       if (this.accept !== undefined) return this.accept(socket)
+      if (this.stopping) return socket.destroy()
       this.waiting.add(socket)
       socket.once("close", () => this.waiting.delete(socket))
     })
@@ -107,7 +124,7 @@ export class Acceptor<C extends LiveConnection> {
       let bytesRead = 0
       let bytesWritten = 0
       this.live.forEach((conn) => {
-        if (conn.idle) idle++
+        if (conn.state === ConnState.Idle || conn.state === ConnState.New) idle++
         bytesRead += conn.socket.bytesRead
         bytesWritten += conn.socket.bytesWritten
       })
@@ -124,47 +141,68 @@ export class Acceptor<C extends LiveConnection> {
   }
 
   /**
-   * Serves connections for the rest of the scope. Closing the scope is the graceful stop:
-   * accepting stops at once, idle connections close, connections with requests have
-   * `shutdownTimeout` to finish them, then what remains is stopped.
+   * The graceful stop, run once whichever scope closes first (the server's, or the one `serve`
+   * ran in; later calls wait for the first): accepting stops at once, idle connections close, and
+   * connections with requests have `shutdownTimeout` to finish them before what remains is
+   * stopped. So releasing a server Layer never waits for clients to drop idle keep-alive
+   * connections, whatever the order its scopes close in.
    */
-  serve(options: ServeOptions<C>): Effect.Effect<void, never, Scope.Scope> {
-    const { live, server, stats } = this
+  get shutdown(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.stopped !== undefined) return Deferred.await(this.stopped)
+      const done = Deferred.makeUnsafe<void>()
+      this.stopped = done
+      return Effect.ensuring(this.stop, Deferred.succeed(done, undefined))
+    })
+  }
+
+  private get stop(): Effect.Effect<void> {
     const self = this
     return Effect.gen(function* () {
-      let onEmpty: (() => void) | undefined
+      self.stopping = true
+      self.accept = undefined
+      self.server.close()
+      self.live.forEach((conn) => {
+        conn.drainForShutdown()
+      })
+      const drained = Effect.callback<void>((resume) => {
+        if (self.live.size === 0) return resume(Effect.void)
+        self.onEmpty = () => resume(Effect.void)
+      })
+      yield* Effect.timeoutOption(drained, self.options.shutdownTimeout)
+      self.onEmpty = undefined
+      yield* Effect.forEach(self.live.toArray(), (conn) => conn.stop, { concurrency: "unbounded", discard: true })
+    })
+  }
+
+  /**
+   * Serves connections for the rest of the scope; closing the scope is the graceful stop
+   * (`shutdown`).
+   */
+  serve(serving: ServeOptions<C>): Effect.Effect<void, never, Scope.Scope> {
+    const { live, options, stats } = this
+    const self = this
+    return Effect.gen(function* () {
       const forget = (conn: C) => {
         live.delete(conn)
-        if (live.size === 0) onEmpty?.()
+        if (live.size === 0) self.onEmpty?.()
       }
       // The server's fibers (accept loop, sweep, handshakes); closing the scope runs the graceful
       // stop below first, then the set's finalizer interrupts whatever fiber remains.
       const fibers = yield* FiberSet.make<void>()
       const runFork = yield* FiberSet.runtime(fibers)<never>()
-      yield* Effect.addFinalizer(() =>
-        Effect.gen(function* () {
-          self.accept = undefined
-          server.close()
-          live.forEach((conn) => {
-            conn.drainForShutdown()
-          })
-          const drained = Effect.callback<void>((resume) => {
-            if (live.size === 0) return resume(Effect.void)
-            onEmpty = () => resume(Effect.void)
-          })
-          yield* Effect.timeoutOption(drained, options.shutdownTimeout)
-          yield* Effect.forEach(live.toArray(), (conn) => conn.stop, { concurrency: "unbounded", discard: true })
-        })
-      )
+      yield* Effect.addFinalizer(() => self.shutdown)
 
       const overLimit = () => options.maxConnections > 0 && live.size + self.preparing >= options.maxConnections
       const serveSocket = (socket: Net.Socket): void => {
+        // A handshake that completes after the stop began finds no server to serve it.
+        if (self.stopping) return void socket.destroy()
         if (overLimit()) {
           stats.rejectedConnections++
-          refuse(socket, options.refusal())
+          refuse(socket, options.refusal)
           return
         }
-        const conn = options.connection(socket, forget)
+        const conn = serving.connection(socket, forget)
         live.add(conn)
         conn.start()
       }
@@ -187,7 +225,7 @@ export class Acceptor<C extends LiveConnection> {
           // Over the limit, a socket is refused at once rather than after the work of preparing it.
           if (overLimit()) {
             stats.rejectedConnections++
-            refuse(socket, options.refusal())
+            refuse(socket, options.refusal)
             return
           }
           runFork(prepared(socket, prepare))
@@ -200,9 +238,9 @@ export class Acceptor<C extends LiveConnection> {
       const sweep = Effect.sync(() => {
         const now = Date.now()
         live.forEach((conn) => {
-          if (conn.deadline !== 0 && now >= conn.deadline) conn.timeout()
+          if (conn.deadline !== 0 && now >= conn.deadline) conn.timeout(now)
         })
-        options.admission?.expire(now)
+        serving.admission?.expire(now)
       })
       yield* FiberSet.run(fibers, Effect.repeat(sweep, Schedule.spaced(sweepInterval(options.timeouts))))
       // The accept loop: a fiber supervised by the scope that owns the listener's connection

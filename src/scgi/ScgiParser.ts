@@ -109,6 +109,27 @@ export class ScgiParser {
     this.pos = 0
   }
 
+  /**
+   * Whether the connection is between requests with nothing of a next one received: before the
+   * request begins, or after it ended with nothing beyond it.
+   */
+  get idle(): boolean {
+    return (
+      (this.state === LENGTH && this.lengthDigits === 0 && this.buf.length === this.pos) ||
+      (this.state === DONE && !this.beyond)
+    )
+  }
+
+  /** Never: SCGI carries one request per connection, so no next request head is ever answered. */
+  get hasWholeHead(): boolean {
+    return false
+  }
+
+  /** Bytes received and not yet returned as events. */
+  get buffered(): number {
+    return this.buf.length - this.pos
+  }
+
   /** Whether the header netstring has started arriving but is not complete. */
   get inHead(): boolean {
     return this.state === HEADERS || (this.state === LENGTH && (this.lengthDigits > 0 || this.buf.length > this.pos))

@@ -23,13 +23,11 @@ import type * as NodeServices from "@effect/platform-node/NodeServices"
 import { Context, Effect, Layer } from "effect"
 import type * as Etag from "effect/http/Etag"
 import type * as HttpPlatform from "effect/http/HttpPlatform"
-import * as HttpServer from "effect/http/HttpServer"
+import type * as HttpServer from "effect/http/HttpServer"
 import type * as Scope from "effect/Scope"
+import { makeServer } from "../conn/ServerAssembly.ts"
 import type { BindError, InvalidOptions } from "../errors.ts"
-import * as Gateway from "../gateway/Gateway.ts"
-import { makeRunner } from "../gateway/Runner.ts"
-import { Acceptor, createServer } from "../listen/Acceptor.ts"
-import { listen, listenerLabel, targetOf } from "../listen/Listener.ts"
+import { targetOf } from "../listen/Listener.ts"
 import {
   decodeOptions,
   millis,
@@ -37,11 +35,9 @@ import {
   ScgiServerOptions,
   type ScgiServerOptionsInput
 } from "../options.ts"
-import { registerMetrics, ServerStats, Stats } from "../stats/ServerStats.ts"
-import { Admission } from "../wire/Admission.ts"
+import type { Stats } from "../stats/ServerStats.ts"
 import { ScgiEnviron } from "./Environ.ts"
-import { ScgiConnection, type ScgiConnectionServer, type ScgiExchange } from "./ScgiConnection.ts"
-import { simpleScgiResponse } from "./ScgiEncoder.ts"
+import { scgiProtocol } from "./ScgiProtocol.ts"
 
 export { type CgiVariables, type Environ, ScgiEnviron } from "./Environ.ts"
 export { ScgiProtocolError } from "./ScgiProtocolError.ts"
@@ -61,53 +57,26 @@ export const make = (
   Effect.gen(function* () {
     const config = yield* decodeOptions(ScgiServerOptions, options)
     const target = yield* targetOf(config)
-    const stats = new ServerStats()
-    const server = createServer(config.noDelay)
-    const acceptor = new Acceptor<ScgiConnection>(server, stats)
-    const listener = yield* listen(server, target)
-    yield* Effect.addFinalizer(() => acceptor.closeWaiting)
-    const address = listener.address
-    yield* registerMetrics(stats, listenerLabel(target, address))
-    const connectionConfig = {
-      limits: { maxHeaderSize: config.maxHeaderSize, maxBodySize: config.maxBodySize },
-      environ: config.environ,
-      headersTimeout: millis(config.headersTimeout),
-      requestTimeout: millis(config.requestTimeout)
-    }
-
-    const httpServer = HttpServer.make({
-      address,
-      serve: Effect.fnUntraced(function* (app, middleware) {
-        const services = yield* Effect.context<never>()
-        const admission = Admission.limit(config.maxConcurrentRequests, millis(config.requestQueueTimeout))
-        const runner = makeRunner<ScgiExchange>({
-          handled: Gateway.toHandled(app, middleware),
-          services,
-          stats,
-          accessLog: config.accessLog,
-          // The request's CGI environment, for apps that ask for it.
-          contextOf: (exchange, context) => Context.add(context, ScgiEnviron, exchange.environ)
-        })
-        yield* acceptor.serve({
-          maxConnections: config.maxConnections,
-          shutdownTimeout: millis(config.shutdownTimeout),
-          timeouts: [
-            connectionConfig.headersTimeout,
-            connectionConfig.requestTimeout,
-            millis(config.requestQueueTimeout)
-          ],
-          refusal: () => simpleScgiResponse(503, "server at its connection limit\n"),
-          admission,
-          connection: (socket, forget) => {
-            const connServer: ScgiConnectionServer = { config: connectionConfig, runner, stats, admission, forget }
-            return new ScgiConnection(socket, connServer)
-          }
-        })
-      })
+    return yield* makeServer({
+      target,
+      noDelay: config.noDelay,
+      protocol: scgiProtocol({ maxHeaderSize: config.maxHeaderSize, maxBodySize: config.maxBodySize }, config.environ),
+      driver: {
+        headersTimeout: millis(config.headersTimeout),
+        requestTimeout: millis(config.requestTimeout),
+        // One request per connection: never idle between requests, never a body left to discard.
+        keepAliveTimeout: 0,
+        sendTimeout: millis(config.sendTimeout),
+        maxDrainSize: 0
+      },
+      maxConnections: config.maxConnections,
+      shutdownTimeout: millis(config.shutdownTimeout),
+      maxConcurrentRequests: config.maxConcurrentRequests,
+      requestQueueTimeout: millis(config.requestQueueTimeout),
+      accessLog: config.accessLog,
+      // The request's CGI environment, for apps that ask for it.
+      contextOf: (exchange, context) => Context.add(context, ScgiEnviron, exchange.environ)
     })
-    return Context.make(HttpServer.HttpServer, httpServer).pipe(
-      Context.add(Stats, Stats.of({ snapshot: Effect.sync(() => stats.snapshot()) }))
-    )
   })
 
 /**

@@ -37,7 +37,7 @@ export interface StatsSnapshot {
   readonly rejectedConnections: number
   /** Requests answered 503 because they waited longer than requestQueueTimeout. */
   readonly rejectedRequests: number
-  /** Timeouts by kind: headers, request (body), keepAlive (idle), handshake (TLS). */
+  /** Timeouts by kind: headers, request (body), keepAlive (idle), handshake (TLS), send (a peer not reading). */
   readonly timeouts: Readonly<Record<TimeoutKind, number>>
   /** Requests refused by the parser, by status. */
   readonly protocolErrors: Readonly<Record<string, number>>
@@ -56,7 +56,7 @@ export interface StatsSnapshot {
  * @since 0.1.0
  * @category models
  */
-export type TimeoutKind = "headers" | "request" | "keepAlive" | "handshake"
+export type TimeoutKind = "headers" | "request" | "keepAlive" | "handshake" | "send"
 
 /**
  * What the stats need from the live connections when a snapshot is taken.
@@ -92,7 +92,7 @@ export class ServerStats {
     this.closedBytesRead += socket.bytesRead
     this.closedBytesWritten += socket.bytesWritten
   }
-  readonly timeouts: Record<TimeoutKind, number> = { headers: 0, request: 0, keepAlive: 0, handshake: 0 }
+  readonly timeouts: Record<TimeoutKind, number> = { headers: 0, request: 0, keepAlive: 0, handshake: 0, send: 0 }
   readonly protocolErrors: Record<string, number> = {}
   private readonly bucketCounts = new Array<number>(durationBoundaries.length + 1).fill(0)
   private durationCount = 0
@@ -211,7 +211,7 @@ export const registerMetrics = (stats: ServerStats, server: string): Effect.Effe
     counter("bytes_written_total", "Bytes written to clients", at, () => stats.snapshot().bytesWritten)
     counter("connections_rejected_total", "Connections refused (maxConnections)", at, () => stats.rejectedConnections)
     counter("requests_rejected_total", "Requests refused (request queue timeout)", at, () => stats.rejectedRequests)
-    for (const kind of ["headers", "request", "keepAlive", "handshake"] as const) {
+    for (const kind of ["headers", "request", "keepAlive", "handshake", "send"] as const) {
       counter("timeouts_total", "Timeouts by kind", { ...at, kind }, () => stats.timeouts[kind])
     }
     for (const status of ["400", "408", "413", "414", "417", "431", "501", "505"]) {

@@ -141,7 +141,7 @@ describe("Stats", () => {
       expect(snapshot.idleConnections).toBe(1)
       expect(snapshot.rejectedConnections).toBe(0)
       expect(snapshot.rejectedRequests).toBe(0)
-      expect(snapshot.timeouts).toEqual({ headers: 0, request: 0, keepAlive: 0, handshake: 0 })
+      expect(snapshot.timeouts).toEqual({ headers: 0, request: 0, keepAlive: 0, handshake: 0, send: 0 })
       // every byte the clients sent was read, every byte they received was written
       expect(snapshot.bytesRead).toBe(sent)
       expect(snapshot.bytesWritten).toBe(received)
@@ -229,6 +229,7 @@ describe("Effect Metrics", () => {
         "appserver_timeouts_total{request}": 0,
         "appserver_timeouts_total{keepAlive}": 0,
         "appserver_timeouts_total{handshake}": 0,
+        "appserver_timeouts_total{send}": 0,
         "appserver_protocol_errors_total{400}": 1,
         "appserver_protocol_errors_total{408}": 0,
         "appserver_protocol_errors_total{413}": 0,

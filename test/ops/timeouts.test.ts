@@ -198,7 +198,7 @@ describe("headers timeout", () => {
       expect(worked.body.toString()).toBe("got hello")
       expect(client.endedAt).toBeUndefined()
       const snapshot = yield* stats.snapshot
-      expect(snapshot.timeouts).toEqual({ headers: 0, request: 0, keepAlive: 0, handshake: 0 })
+      expect(snapshot.timeouts).toEqual({ headers: 0, request: 0, keepAlive: 0, handshake: 0, send: 0 })
     })
   )
 })

@@ -1,0 +1,128 @@
+/**
+ * Assembling a server, once for every protocol: bind the listener (typed bind failures), count
+ * its statistics and register them as Metrics, and provide Effect's `HttpServer`, whose `serve`
+ * runs an app on every accepted connection through the protocol's driver. Releasing the server
+ * is its graceful stop, whichever scope `serve` ran in.
+ *
+ * @since 0.1.0
+ */
+import type * as Net from "node:net"
+import { Context, Effect } from "effect"
+import * as HttpServer from "effect/http/HttpServer"
+import type { HttpServerRequest } from "effect/http/HttpServerRequest"
+import type * as Scope from "effect/Scope"
+import type { BindError } from "../errors.ts"
+import * as Gateway from "../gateway/Gateway.ts"
+import { makeRunner } from "../gateway/Runner.ts"
+import { Acceptor, createServer } from "../listen/Acceptor.ts"
+import { type ListenTarget, listen, listenerLabel } from "../listen/Listener.ts"
+import type { AccessLogFormat } from "../stats/AccessLog.ts"
+import { registerMetrics, ServerStats, Stats } from "../stats/ServerStats.ts"
+import { Admission } from "../wire/Admission.ts"
+import { Connection, type ConnectionServer, type DriverConfig } from "./Connection.ts"
+import type { Exchange } from "./Exchange.ts"
+import type { Protocol } from "./Protocol.ts"
+
+/**
+ * What a protocol's server brings to the assembly. Times are in milliseconds, 0 for none.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ServerSpec<H extends { readonly _tag: "Head" }, X extends Exchange> {
+  readonly target: ListenTarget
+  readonly noDelay: boolean
+  readonly protocol: Protocol<H, X>
+  readonly driver: DriverConfig
+  readonly maxConnections: number
+  readonly shutdownTimeout: number
+  readonly maxConcurrentRequests: number
+  readonly requestQueueTimeout: number
+  readonly accessLog: AccessLogFormat | "off"
+  /** Work before a socket is served (a TLS handshake), given the server's statistics. */
+  readonly prepare?: ((stats: ServerStats) => (socket: Net.Socket) => Effect.Effect<Net.Socket | undefined>) | undefined
+  /** Per-request services beyond the request itself (SCGI's environment). */
+  readonly contextOf?:
+    | ((exchange: X, context: Context.Context<HttpServerRequest>) => Context.Context<HttpServerRequest>)
+    | undefined
+}
+
+/**
+ * Listens and provides `HttpServer` and `Stats`. Binding happens now (bind failures are typed);
+ * connections are served once an app is served.
+ *
+ * Closing the scope is a graceful stop: accepting stops at once, idle connections close,
+ * requests in progress (and those already received) have `shutdownTimeout` to finish; then what
+ * remains is interrupted and every socket closed. The same stop runs when the scope `serve` was
+ * called in closes, whichever closes first: a server Layer released before the program that
+ * serves on it (`Effect.provide(layer)` around `HttpServer.serve`) does not wait for clients to
+ * drop their idle connections.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeServer = <H extends { readonly _tag: "Head" }, X extends Exchange>(
+  spec: ServerSpec<H, X>
+): Effect.Effect<Context.Context<HttpServer.HttpServer | Stats>, BindError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const stats = new ServerStats()
+    const server = createServer(spec.noDelay)
+    const { driver } = spec
+    const acceptor = new Acceptor<Connection<H, X>>(server, stats, {
+      maxConnections: spec.maxConnections,
+      shutdownTimeout: spec.shutdownTimeout,
+      timeouts: [
+        driver.headersTimeout,
+        driver.requestTimeout,
+        driver.keepAliveTimeout,
+        driver.sendTimeout,
+        spec.requestQueueTimeout
+      ],
+      refusal: spec.protocol.simpleResponse(503, "server at its connection limit\n", true),
+      prepare: spec.prepare?.(stats)
+    })
+    const listener = yield* listen(server, spec.target)
+    yield* Effect.addFinalizer(() => acceptor.closeWaiting)
+    yield* registerMetrics(stats, listenerLabel(spec.target, listener.address))
+    // Runs before the listener's own release (finalizers run in reverse), so that closing the
+    // listener never waits for connections nobody is closing.
+    yield* Effect.addFinalizer(() => acceptor.shutdown)
+
+    const httpServer = HttpServer.make({
+      address: listener.address,
+      serve: Effect.fnUntraced(function* (app, middleware) {
+        const services = yield* Effect.context<never>()
+        const admission = Admission.limit(spec.maxConcurrentRequests, spec.requestQueueTimeout)
+        const runner = makeRunner<X>({
+          handled: Gateway.toHandled(app, middleware),
+          services,
+          stats,
+          accessLog: spec.accessLog,
+          contextOf: spec.contextOf
+        })
+        // One record for all the connections of this app (the acceptor's `forget` is the same
+        // function for each of them).
+        let shared: ConnectionServer<H, X> | undefined
+        yield* acceptor.serve({
+          admission,
+          connection: (socket, forget) => {
+            shared ??= {
+              config: driver,
+              protocol: spec.protocol,
+              runner,
+              stats,
+              admission,
+              forget,
+              get stopping() {
+                return acceptor.stopping
+              }
+            }
+            return new Connection(socket, shared)
+          }
+        })
+      })
+    })
+    return Context.make(HttpServer.HttpServer, httpServer).pipe(
+      Context.add(Stats, Stats.of({ snapshot: Effect.sync(() => stats.snapshot()) }))
+    )
+  })
