@@ -24,6 +24,8 @@ export interface Config {
   readonly memoryConnections: number
   readonly out: string
   readonly startTimeoutMs: number
+  /** --baseline: a git revision whose effect-appserver runs next to this checkout's (bench/baseline.ts). */
+  readonly baseline: string | undefined
 }
 
 export const USAGE = `Usage: npm run bench -- [options]    (or: node bench/run.ts [options])
@@ -40,6 +42,8 @@ export const USAGE = `Usage: npm run bench -- [options]    (or: node bench/run.t
   --memory-only        memory scenario only
   --skip-nginx         no nginx scenario (it is skipped anyway when nginx is not installed)
   --nginx-only         nginx scenario only: nginx in front of SCGI / HTTP appserver / node:http
+  --baseline REV       also run effect-appserver at git revision REV (checked out into a temporary
+                       folder) in every phase, and compare it with this checkout (BENCH_BASELINE)
   --out PATH           Markdown report                       (BENCH_OUT, default bench/results.md)
   --start-timeout MS   wait for a server's ready line        (BENCH_START_TIMEOUT, default 20000)
 `
@@ -98,6 +102,7 @@ export const parseConfig = (argv: ReadonlyArray<string>, defaultOut: string): Co
       "memory-only": { type: "boolean" },
       "skip-nginx": { type: "boolean" },
       "nginx-only": { type: "boolean" },
+      baseline: { type: "string" },
       out: { type: "string" },
       "start-timeout": { type: "string" }
     }
@@ -113,12 +118,18 @@ export const parseConfig = (argv: ReadonlyArray<string>, defaultOut: string): Co
     throw new Error("--skip-nginx and --nginx-only exclude each other")
   }
   const nginxOnly = values["nginx-only"] === true
+  const servers = parseServers(values.servers ?? process.env.BENCH_SERVERS)
+  const baselineRaw = values.baseline ?? process.env.BENCH_BASELINE
+  const baseline = baselineRaw === undefined || baselineRaw === "" ? undefined : baselineRaw
+  if (baseline !== undefined && !servers.some((spec) => spec.id === "appserver")) {
+    throw new Error("--baseline compares with this checkout's effect-appserver: --servers must include appserver")
+  }
   return {
     quick,
     rounds: intOption("rounds", values.rounds, "BENCH_ROUNDS", quick ? 1 : 5),
     duration: intOption("duration", values.duration, "BENCH_DURATION", quick ? 2 : 5),
     warmup: intOption("warmup", values.warmup, "BENCH_WARMUP", quick ? 1 : 2, true),
-    servers: parseServers(values.servers ?? process.env.BENCH_SERVERS),
+    servers,
     tool: parseTool(values.tool ?? process.env.BENCH_TOOL),
     throughput: values["memory-only"] !== true && !nginxOnly,
     memory: values["skip-memory"] !== true && !nginxOnly,
@@ -126,6 +137,7 @@ export const parseConfig = (argv: ReadonlyArray<string>, defaultOut: string): Co
     nginxOnly,
     memoryConnections: intOption("mem-conns", values["mem-conns"], "BENCH_MEM_CONNS", 10_000),
     out: values.out ?? process.env.BENCH_OUT ?? defaultOut,
-    startTimeoutMs: intOption("start-timeout", values["start-timeout"], "BENCH_START_TIMEOUT", 20_000)
+    startTimeoutMs: intOption("start-timeout", values["start-timeout"], "BENCH_START_TIMEOUT", 20_000),
+    baseline
   }
 }

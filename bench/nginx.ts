@@ -7,7 +7,8 @@
  *       connection per request, as SCGI has),
  *   (d) effect-appserver and bare node:http over HTTP with keep-alive upstream connections,
  *
- * interleaved over rounds like the main throughput phase. nginx keeps no SCGI connection alive:
+ * interleaved over rounds like the main throughput phase. With --baseline, (a), (c) and (d) also run
+ * with the baseline revision's effect-appserver (`<id>-base`). nginx keeps no SCGI connection alive:
  * its scgi module opens an upstream connection per request, as the protocol has the response end
  * with the connection. The keep-alive HTTP paths keep up to 32 idle upstream connections. nginx
  * comes from test/helpers/nginx.ts (a generated config in a temporary directory, nothing written
@@ -21,21 +22,26 @@ import type { Config } from "./config.ts"
 import { childPids, cpuSeconds, procAvailable } from "./cpu.ts"
 import { fmtDuration, progress } from "./log.ts"
 import { rotate } from "./phases.ts"
-import { terminate, track } from "./proc.ts"
-import { errorCell, fmtMs, fmtRps, hasErrors, median, pass, spreadCell, table } from "./report.ts"
+import { removeOnExit, terminate, track } from "./proc.ts"
+import { errorCell, fmtMs, fmtRps, hasErrors, median, pass, ratioText, spreadCell, table } from "./report.ts"
 import { type LoadTool, type RunResult, SCENARIOS, type Scenario } from "./scenarios.ts"
-import { commandFlags, freePort, HOST, type StartedProcess, startProcess, verifyContract } from "./servers.ts"
+import {
+  appserverArgs,
+  type Checkout,
+  freePort,
+  HOST,
+  REPO_ROOT,
+  type StartedProcess,
+  startProcess,
+  verifyContract
+} from "./servers.ts"
 
-export type NginxPathId =
-  | "scgi-tcp"
-  | "scgi-unix"
-  | "scgi-net"
-  | "appserver-http-close"
-  | "node-http-close"
-  | "appserver-http"
-  | "node-http"
+/** The paths through effect-appserver; with --baseline each also runs as `<id>-base`. */
+type AppserverPathId = "scgi-tcp" | "scgi-unix" | "appserver-http-close" | "appserver-http"
 
-interface NginxPath {
+export type NginxPathId = AppserverPathId | `${AppserverPathId}-base` | "scgi-net" | "node-http-close" | "node-http"
+
+export interface NginxPath {
   readonly id: NginxPathId
   /** Name used in tables. */
   readonly label: string
@@ -48,20 +54,33 @@ interface Backend {
   readonly upstream: Upstream
 }
 
-const appserver = (): Array<string> => [...commandFlags(), "src/cli/bin.ts", "serve", "examples/echo.ts"]
+/** A backend: `node args...` started from `cwd`, called `label` in messages. */
+interface Command {
+  readonly label: string
+  readonly args: ReadonlyArray<string>
+  readonly cwd: string
+}
+
+const peer = (label: string, script: string): Command => ({ label, args: [script], cwd: REPO_ROOT })
+
+const appserver = (checkout: Checkout, how: string, ...extra: ReadonlyArray<string>): Command => ({
+  label: `${checkout.label} (${how})`,
+  args: [...appserverArgs(checkout), ...extra],
+  cwd: checkout.root
+})
 
 /** Starts `node args... --port P` and checks it reports `expected(P)`. */
 const onFreePort = async (
-  label: string,
-  args: ReadonlyArray<string>,
+  command: Command,
   expected: (port: number) => string,
   timeoutMs: number
 ): Promise<{ readonly process: StartedProcess; readonly port: number }> => {
   const port = await freePort()
-  const started = await startProcess(label, [...args, "--host", HOST, "--port", String(port)], timeoutMs)
+  const args = [...command.args, "--host", HOST, "--port", String(port)]
+  const started = await startProcess(command.label, args, timeoutMs, command.cwd)
   if (started.address !== expected(port)) {
     await terminate(started.child)
-    throw new Error(`${label} reported ${started.address}, expected ${expected(port)}`)
+    throw new Error(`${command.label} reported ${started.address}, expected ${expected(port)}`)
   }
   return { process: started, port }
 }
@@ -70,72 +89,82 @@ const onFreePort = async (
 const onTcp = (
   id: NginxPathId,
   label: string,
-  processLabel: string,
-  args: () => ReadonlyArray<string>,
+  command: Command,
   upstream: { readonly protocol: "scgi" } | { readonly protocol: "http"; readonly keepalive: number }
 ): NginxPath => ({
   id,
   label,
   start: async (_, timeoutMs) => {
     const scheme = upstream.protocol === "scgi" ? "scgi" : "http"
-    const { process, port } = await onFreePort(processLabel, args(), (p) => `${scheme}://${HOST}:${p}`, timeoutMs)
+    const { process, port } = await onFreePort(command, (p) => `${scheme}://${HOST}:${p}`, timeoutMs)
     return { process, upstream: { ...upstream, port } }
   }
 })
 
-const nodeHttp = () => ["bench/peers/node-http.ts"]
-
-export const NGINX_PATHS: ReadonlyArray<NginxPath> = [
+const scgiTcp = (checkout: Checkout): NginxPath =>
   onTcp(
-    "scgi-tcp",
-    "nginx → SCGI (TCP) → effect-appserver",
-    "effect-appserver (SCGI, TCP)",
-    () => [...appserver(), "--protocol", "scgi"],
+    `scgi-tcp${checkout.idSuffix}`,
+    `nginx → SCGI (TCP) → ${checkout.label}`,
+    appserver(checkout, "SCGI, TCP", "--protocol", "scgi"),
     { protocol: "scgi" }
-  ),
-  {
-    id: "scgi-unix",
-    label: "nginx → SCGI (unix socket) → effect-appserver",
-    start: async (socketDir, timeoutMs) => {
-      const path = Path.join(socketDir, "scgi.sock")
-      const label = "effect-appserver (SCGI, unix socket)"
-      const process = await startProcess(label, [...appserver(), "--protocol", "scgi", "--socket", path], timeoutMs)
-      if (process.address !== `unix:${path}`) {
-        await terminate(process.child)
-        throw new Error(`${label} reported ${process.address}, expected unix:${path}`)
-      }
-      return { process, upstream: { protocol: "scgi", path } }
+  )
+
+const scgiUnix = (checkout: Checkout): NginxPath => ({
+  id: `scgi-unix${checkout.idSuffix}`,
+  label: `nginx → SCGI (unix socket) → ${checkout.label}`,
+  start: async (socketDir, timeoutMs) => {
+    const path = Path.join(socketDir, `scgi${checkout.idSuffix}.sock`)
+    const command = appserver(checkout, "SCGI, unix socket", "--protocol", "scgi", "--socket", path)
+    const process = await startProcess(command.label, command.args, timeoutMs, command.cwd)
+    if (process.address !== `unix:${path}`) {
+      await terminate(process.child)
+      throw new Error(`${command.label} reported ${process.address}, expected unix:${path}`)
     }
-  },
-  onTcp("scgi-net", "nginx → SCGI (TCP) → bare node:net SCGI", "node:net SCGI", () => ["bench/peers/scgi-net.ts"], {
+    return { process, upstream: { protocol: "scgi", path } }
+  }
+})
+
+const httpClose = (checkout: Checkout): NginxPath =>
+  onTcp(
+    `appserver-http-close${checkout.idSuffix}`,
+    `nginx → HTTP proxy (default: a connection per request) → ${checkout.label}`,
+    appserver(checkout, "HTTP, no upstream keep-alive"),
+    { protocol: "http", keepalive: 0 }
+  )
+
+// keep-alive timeout 120 s, as node:http's: idle upstream connections stay open between runs
+const httpKeepAlive = (checkout: Checkout): NginxPath =>
+  onTcp(
+    `appserver-http${checkout.idSuffix}`,
+    `nginx → HTTP proxy, keep-alive upstream → ${checkout.label}`,
+    appserver(checkout, "HTTP", "--keep-alive-timeout", "120"),
+    { protocol: "http", keepalive: 32 }
+  )
+
+/**
+ * Every path in table order; a path through effect-appserver comes once per checkout (this one,
+ * then the baseline's), so the two stand next to each other.
+ */
+export const nginxPaths = (checkouts: ReadonlyArray<Checkout>): Array<NginxPath> => [
+  ...checkouts.map(scgiTcp),
+  ...checkouts.map(scgiUnix),
+  onTcp("scgi-net", "nginx → SCGI (TCP) → bare node:net SCGI", peer("node:net SCGI", "bench/peers/scgi-net.ts"), {
     protocol: "scgi"
   }),
-  onTcp(
-    "appserver-http-close",
-    "nginx → HTTP proxy (default: a connection per request) → effect-appserver",
-    "effect-appserver (HTTP, no upstream keep-alive)",
-    appserver,
-    { protocol: "http", keepalive: 0 }
-  ),
+  ...checkouts.map(httpClose),
   onTcp(
     "node-http-close",
     "nginx → HTTP proxy (default: a connection per request) → node:http",
-    "node:http (no upstream keep-alive)",
-    nodeHttp,
+    peer("node:http (no upstream keep-alive)", "bench/peers/node-http.ts"),
     { protocol: "http", keepalive: 0 }
   ),
-  // keep-alive timeout 120 s, as node:http's: idle upstream connections stay open between runs
+  ...checkouts.map(httpKeepAlive),
   onTcp(
-    "appserver-http",
-    "nginx → HTTP proxy, keep-alive upstream → effect-appserver",
-    "effect-appserver (HTTP)",
-    () => [...appserver(), "--keep-alive-timeout", "120"],
+    "node-http",
+    "nginx → HTTP proxy, keep-alive upstream → node:http",
+    peer("node:http", "bench/peers/node-http.ts"),
     { protocol: "http", keepalive: 32 }
-  ),
-  onTcp("node-http", "nginx → HTTP proxy, keep-alive upstream → node:http", "node:http", nodeHttp, {
-    protocol: "http",
-    keepalive: 32
-  })
+  )
 ]
 
 /** The load: `GET /` on 50 client connections, as the main `hello` scenario. */
@@ -184,7 +213,7 @@ const RATIOS: ReadonlyArray<{
 ]
 
 /** CPU µs per request of the backend process and of nginx's worker. */
-interface CpuPerRequest {
+export interface CpuPerRequest {
   readonly backendUs: number
   readonly nginxUs: number
 }
@@ -199,7 +228,13 @@ export interface NginxSample {
 
 export type NginxOutcome =
   | { readonly _tag: "Skipped"; readonly reason: string }
-  | { readonly _tag: "Measured"; readonly version: string; readonly samples: ReadonlyArray<NginxSample> }
+  | {
+      readonly _tag: "Measured"
+      readonly version: string
+      /** What ran, in table order. */
+      readonly paths: ReadonlyArray<NginxPath>
+      readonly samples: ReadonlyArray<NginxSample>
+    }
 
 interface RunningPath {
   readonly path: NginxPath
@@ -234,7 +269,8 @@ const runOnce = async (
   tool: LoadTool,
   running: RunningPath,
   seconds: number,
-  label: string
+  label: string,
+  width: number
 ): Promise<{ readonly result: RunResult; readonly cpu: CpuPerRequest | undefined }> => {
   assertAlive(running)
   const pids = procAvailable() ? cpuPids(running) : undefined
@@ -250,7 +286,7 @@ const runOnce = async (
     }
   }
   const cpuText = cpu === undefined ? "" : `  CPU/req server ${fmtUs(cpu.backendUs)} nginx ${fmtUs(cpu.nginxUs)}`
-  progress(`${label} nginx     ${running.path.id.padEnd(20)} ${describeRun(result)}${cpuText}`)
+  progress(`${label} nginx     ${running.path.id.padEnd(width)} ${describeRun(result)}${cpuText}`)
   return { result, cpu }
 }
 
@@ -303,55 +339,75 @@ const stopPath = async (running: RunningPath): Promise<void> => {
   await terminate(running.backend.process.child)
 }
 
-const estimateSeconds = (config: Config): number =>
-  NGINX_PATHS.length * (config.rounds * (config.duration + 0.3) + (config.warmup > 0 ? config.warmup + 0.3 : 0))
+const estimateSeconds = (config: Config, paths: number): number =>
+  paths * (config.rounds * (config.duration + 0.3) + (config.warmup > 0 ? config.warmup + 0.3 : 0))
 
-/** Every path up at once; each round runs every path in rotated order. */
-export const nginxPhase = async (config: Config, tool: LoadTool): Promise<NginxOutcome> => {
+/**
+ * Every path up at once; each round runs every path in rotated order. The paths through
+ * effect-appserver run once per checkout: this one, and the baseline's with --baseline.
+ */
+export const nginxPhase = async (
+  config: Config,
+  tool: LoadTool,
+  checkouts: ReadonlyArray<Checkout>
+): Promise<NginxOutcome> => {
   if (nginxBinary() === undefined) {
     return { _tag: "Skipped", reason: "nginx not found (PATH, /usr/sbin/nginx or NGINX_BIN): install nginx-light" }
   }
   const version = nginxVersion() ?? "nginx"
   killLiveOnExit()
   const socketDir = await mkdtemp(Path.join(Os.tmpdir(), "effect-appserver-bench-"))
+  removeOnExit(socketDir)
+  const paths = nginxPaths(checkouts)
   const running: Array<RunningPath> = []
   try {
-    for (const path of NGINX_PATHS) running.push(await startPath(path, socketDir, config))
-    progress(`nginx: ${config.rounds} round(s) x ${config.duration} s, about ${fmtDuration(estimateSeconds(config))}`)
+    for (const path of paths) running.push(await startPath(path, socketDir, config))
+    const estimate = fmtDuration(estimateSeconds(config, paths.length))
+    progress(`nginx: ${config.rounds} round(s) x ${config.duration} s, about ${estimate}`)
+    // progress lines name the path in a column this wide: 20, or the longest id (a baseline's)
+    const width = Math.max(20, ...paths.map((path) => path.id.length))
     if (config.warmup > 0) {
-      for (const path of running) await runOnce(tool, path, config.warmup, "warmup     ")
+      for (const path of running) await runOnce(tool, path, config.warmup, "warmup     ", width)
     }
     const samples: Array<NginxSample> = []
     for (let round = 0; round < config.rounds; round++) {
       for (const path of rotate(running, round)) {
-        const { result, cpu } = await runOnce(tool, path, config.duration, `round ${round + 1}/${config.rounds}`)
+        const label = `round ${round + 1}/${config.rounds}`
+        const { result, cpu } = await runOnce(tool, path, config.duration, label, width)
         samples.push({ path: path.path.id, round, result, cpu })
       }
     }
-    return { _tag: "Measured", version: version.replace(/^nginx version:\s*/, ""), samples }
+    return { _tag: "Measured", version: version.replace(/^nginx version:\s*/, ""), paths, samples }
   } finally {
     await Promise.all(running.map(stopPath))
     await rm(socketDir, { recursive: true, force: true })
   }
 }
 
+export const runsOf = (samples: ReadonlyArray<NginxSample>, path: NginxPathId): Array<NginxSample> =>
+  samples.filter((s) => s.path === path)
+
 const medianRps = (samples: ReadonlyArray<NginxSample>, path: NginxPathId): number =>
-  median(samples.filter((s) => s.path === path).map((s) => s.result.requestsPerSec))
+  median(runsOf(samples, path).map((s) => s.result.requestsPerSec))
+
+/** Median CPU µs per request over the runs that measured it; NaN without /proc. */
+export const medianCpu = (runs: ReadonlyArray<NginxSample>, of: (cpu: CpuPerRequest) => number): number =>
+  median(runs.flatMap((s) => (s.cpu === undefined ? [] : [of(s.cpu)])))
+
+export const fmtCpu = (us: number): string => (Number.isFinite(us) ? us.toFixed(1) : "n/a")
 
 /** The Markdown section of the report. */
 export const renderNginxSection = (outcome: NginxOutcome): string => {
   if (outcome._tag === "Skipped") return `## nginx in front\n\nSkipped: ${outcome.reason}.`
   const { samples } = outcome
-  const rows = NGINX_PATHS.map((path) => {
-    const runs = samples.filter((s) => s.path === path.id)
-    const cpu = runs.flatMap((s) => (s.cpu === undefined ? [] : [s.cpu]))
-    const cpuCell = (of: (c: CpuPerRequest) => number) => (cpu.length === 0 ? "n/a" : median(cpu.map(of)).toFixed(1))
+  const rows = outcome.paths.map((path) => {
+    const runs = runsOf(samples, path.id)
     return [
       path.label,
       fmtRps(median(runs.map((s) => s.result.requestsPerSec))),
       fmtMs(median(runs.map((s) => s.result.p99Ms))),
-      cpuCell((c) => c.backendUs),
-      cpuCell((c) => c.nginxUs),
+      fmtCpu(medianCpu(runs, (c) => c.backendUs)),
+      fmtCpu(medianCpu(runs, (c) => c.nginxUs)),
       spreadCell(runs),
       String(runs.length),
       errorCell(runs)
@@ -360,7 +416,7 @@ export const renderNginxSection = (outcome: NginxOutcome): string => {
   const ratios = RATIOS.map((ratio) => {
     const value = medianRps(samples, ratio.of) / medianRps(samples, ratio.versus)
     const tainted = samples.some((s) => (s.path === ratio.of || s.path === ratio.versus) && hasErrors(s.result))
-    const shown = Number.isFinite(value) ? `${value.toFixed(2)}x${tainted ? " **(runs with errors)**" : ""}` : "n/a"
+    const shown = ratioText(value, tainted)
     if (ratio.atLeast === undefined) return [ratio.title, shown, "-", ""]
     return [
       ratio.title,

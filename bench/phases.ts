@@ -8,11 +8,11 @@ import { checkLimits, measureIdleConnections } from "./memory.ts"
 import { terminate } from "./proc.ts"
 import type { MemorySample, Sample } from "./report.ts"
 import { type LoadTool, type RunResult, SCENARIOS, type Scenario } from "./scenarios.ts"
-import { assertAlive, type RunningServer, type ServerSpec, startServer, verifyContract } from "./servers.ts"
+import { assertAlive, REPO_ROOT, type RunningServer, type ServerSpec, startServer, verifyContract } from "./servers.ts"
 
 /** Starts a server and checks it serves the echo contract before any number is taken from it. */
 const startVerified = async (spec: ServerSpec, config: Config): Promise<RunningServer> => {
-  progress(`starting ${spec.label}: node ${spec.args.join(" ")}`)
+  progress(`starting ${spec.label}: node ${spec.args.join(" ")}${spec.cwd === REPO_ROOT ? "" : ` (in ${spec.cwd})`}`)
   const server = await startServer(spec, config.startTimeoutMs)
   try {
     await verifyContract(server)
@@ -43,21 +43,31 @@ const runOnce = async (
   scenario: Scenario,
   server: RunningServer,
   seconds: number,
-  label: string
+  label: string,
+  width: number
 ): Promise<RunResult> => {
   assertAlive(server)
   const result = await tool.run(scenario, server.url, seconds)
   assertAlive(server)
-  progress(`${label} ${scenario.id.padEnd(9)} ${server.spec.label.padEnd(16)} ${describeRun(result)}`)
+  progress(`${label} ${scenario.id.padEnd(9)} ${server.spec.label.padEnd(width)} ${describeRun(result)}`)
   return result
 }
 
-const warmUp = async (config: Config, tool: LoadTool, servers: ReadonlyArray<RunningServer>): Promise<void> => {
+const warmUp = async (
+  config: Config,
+  tool: LoadTool,
+  servers: ReadonlyArray<RunningServer>,
+  width: number
+): Promise<void> => {
   if (config.warmup === 0) return
   for (const server of servers) {
-    for (const scenario of SCENARIOS) await runOnce(tool, scenario, server, config.warmup, "warmup     ")
+    for (const scenario of SCENARIOS) await runOnce(tool, scenario, server, config.warmup, "warmup     ", width)
   }
 }
+
+/** Progress lines name the server in a column this wide: 16, or the longest label (the baseline's). */
+const labelWidth = (servers: ReadonlyArray<RunningServer>): number =>
+  Math.max(16, ...servers.map((server) => server.spec.label.length))
 
 const estimateSeconds = (config: Config): number => {
   const runs = config.servers.length * SCENARIOS.length
@@ -73,13 +83,14 @@ export const throughputPhase = async (config: Config, tool: LoadTool): Promise<A
     progress(
       `throughput: ${config.rounds} round(s) x ${config.duration} s, about ${fmtDuration(estimateSeconds(config))}`
     )
-    await warmUp(config, tool, servers)
+    const width = labelWidth(servers)
+    await warmUp(config, tool, servers, width)
     const samples: Array<Sample> = []
     for (let round = 0; round < config.rounds; round++) {
       const label = `round ${round + 1}/${config.rounds}`
       for (const scenario of SCENARIOS) {
         for (const server of rotate(servers, round)) {
-          const result = await runOnce(tool, scenario, server, config.duration, label)
+          const result = await runOnce(tool, scenario, server, config.duration, label, width)
           samples.push({ scenario: scenario.id, server: server.spec.id, round, result })
         }
       }

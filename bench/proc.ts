@@ -1,9 +1,10 @@
 /**
  * Child-process bookkeeping for the benchmark: every process the harness starts (servers, wrk,
  * autocannon) is tracked here so that any exit path (normal end, error, Ctrl-C, SIGTERM) can
- * kill it and leave no orphans behind.
+ * kill it and leave no orphans behind; temporary directories registered here are removed then too.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import { rmSync } from "node:fs"
 
 const live = new Set<ChildProcess>()
 let shuttingDown = false
@@ -59,6 +60,28 @@ export const killAllSync = (): void => {
   for (const child of live) {
     if (!hasExited(child)) child.kill("SIGKILL")
   }
+}
+
+const tempDirs = new Set<string>()
+
+/** A temporary directory to remove when the harness exits, whichever way it ends. */
+export const removeOnExit = (dir: string): void => {
+  tempDirs.add(dir)
+}
+
+/**
+ * For `process.on("exit")`, after `killAllSync`: removes the registered directories (synchronously,
+ * as exit handlers must). A failure is reported, not thrown: the exit code stays the run's.
+ */
+export const removeTempDirsSync = (): void => {
+  for (const dir of tempDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true })
+    } catch (error) {
+      process.stderr.write(`could not remove ${dir}: ${error instanceof Error ? error.message : String(error)}\n`)
+    }
+  }
+  tempDirs.clear()
 }
 
 export interface CommandResult {

@@ -45,33 +45,50 @@ export const median = (values: ReadonlyArray<number>): number => {
 export const fmtRps = (value: number): string =>
   Number.isFinite(value) ? Math.round(value).toLocaleString("en-US") : "n/a"
 export const fmtMs = (value: number): string => (Number.isFinite(value) ? value.toFixed(2) : "n/a")
-const fmtMiB = (kib: number): string => (kib / 1024).toFixed(1)
+export const fmtMiB = (kib: number): string => (kib / 1024).toFixed(1)
 export const pass = (ok: boolean): string => (ok ? "PASS" : "MISS")
 
 export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string =>
   [header, header.map(() => "---"), ...rows].map((row) => `| ${row.join(" | ")} |`).join("\n")
 
-const samplesOf = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, server: ServerId) =>
+export const samplesOf = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, server: ServerId) =>
   samples.filter((sample) => sample.scenario === scenario && sample.server === server)
 
 const medianRps = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, server: ServerId): number =>
   median(samplesOf(samples, scenario, server).map((sample) => sample.result.requestsPerSec))
 
+/** The runs of one server (or nginx path) in one scenario. */
+export type ServerSamples = ReadonlyArray<{ readonly result: RunResult }>
+
 export const hasErrors = (result: RunResult): boolean => result.non2xx > 0 || result.socketErrors > 0
 
 /** "2/5 runs: non-2xx 12; timeout 3" or "none". */
-export const errorCell = (runs: ReadonlyArray<{ readonly result: RunResult }>): string => {
+export const errorCell = (runs: ServerSamples): string => {
   const bad = runs.filter((sample) => hasErrors(sample.result))
   if (bad.length === 0) return "none"
   return `**${bad.length}/${runs.length} runs: ${bad.map((sample) => sample.result.errorDetail).join("; ")}**`
 }
 
-/** (max - min) / median of the req/s samples: how much to trust the median on a noisy machine. */
-export const spreadCell = (runs: ReadonlyArray<{ readonly result: RunResult }>): string => {
+/**
+ * (max - min) / median of the req/s samples, a fraction: how much to trust the median on a noisy
+ * machine. Undefined for fewer than two runs.
+ */
+export const spread = (runs: ServerSamples): number | undefined => {
   const values = runs.map((sample) => sample.result.requestsPerSec)
-  if (values.length < 2) return "-"
-  return `${(((Math.max(...values) - Math.min(...values)) / median(values)) * 100).toFixed(0)}%`
+  if (values.length < 2) return undefined
+  return (Math.max(...values) - Math.min(...values)) / median(values)
 }
+
+export const fmtPercent = (fraction: number): string => `${(fraction * 100).toFixed(0)}%`
+
+export const spreadCell = (runs: ServerSamples): string => {
+  const value = spread(runs)
+  return value === undefined ? "-" : fmtPercent(value)
+}
+
+/** A ratio of medians, flagged when runs with errors went into it: a server answering errors fast can look good. */
+export const ratioText = (ratio: number, tainted: boolean): string =>
+  Number.isFinite(ratio) ? `${ratio.toFixed(2)}x${tainted ? " **(runs with errors)**" : ""}` : "n/a"
 
 const throughputTable = (
   samples: ReadonlyArray<Sample>,
@@ -98,11 +115,10 @@ const throughputTable = (
 const ratioCell = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, versus: ServerId): Array<string> => {
   const ratio = medianRps(samples, scenario, "appserver") / medianRps(samples, scenario, versus)
   const target = TARGETS.find((t) => t.scenario === scenario && t.versus === versus)
-  // a server answering errors fast can look good: a ratio built on such runs must say so
   const tainted = [...samplesOf(samples, scenario, "appserver"), ...samplesOf(samples, scenario, versus)].some(
     (sample) => hasErrors(sample.result)
   )
-  const shown = Number.isFinite(ratio) ? `${ratio.toFixed(2)}x${tainted ? " **(runs with errors)**" : ""}` : "n/a"
+  const shown = ratioText(ratio, tainted)
   if (target === undefined) return [shown, "-", ""]
   return [shown, `>= ${target.atLeast}x`, Number.isFinite(ratio) ? pass(ratio >= target.atLeast) : "not measured"]
 }
@@ -119,21 +135,25 @@ const ratioTable = (samples: ReadonlyArray<Sample>, scenarios: ReadonlyArray<Sce
 
 const memoryTargetMiB = (connections: number): number => (MEMORY_TARGET_MIB_PER_10K * connections) / 10_000
 
+export const growthKiB = (result: MemoryResult): number => result.loadedKiB - result.baselineKiB
+
+export const kibPerConnection = (result: MemoryResult): string =>
+  result.opened > 0 ? `${(growthKiB(result) / result.opened).toFixed(2)}` : "n/a"
+
 const memoryRow = (sample: MemorySample, connections: number): Array<string> => {
   const { result, server } = sample
-  const growthKiB = result.loadedKiB - result.baselineKiB
-  const perConn = result.opened > 0 ? `${(growthKiB / result.opened).toFixed(2)}` : "n/a"
+  const growth = growthKiB(result)
   const held = result.opened - result.closedBeforeMeasure
   const trouble = result.failed > 0 || result.closedBeforeMeasure > 0
   const connCell = `${held}/${connections}${trouble ? ` **(${result.failed} failed, ${result.closedBeforeMeasure} closed by server)**` : ""}`
   const limit = memoryTargetMiB(connections)
-  const target = server.id === "appserver" ? `<= ${limit} MiB ${pass(growthKiB / 1024 <= limit && !trouble)}` : "-"
+  const target = server.id === "appserver" ? `<= ${limit} MiB ${pass(growth / 1024 <= limit && !trouble)}` : "-"
   return [
     server.label,
     fmtMiB(result.baselineKiB),
     fmtMiB(result.loadedKiB),
-    fmtMiB(growthKiB),
-    perConn,
+    fmtMiB(growth),
+    kibPerConnection(result),
     connCell,
     target
   ]

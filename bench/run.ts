@@ -4,19 +4,24 @@
  * Starts effect-appserver, Effect's NodeHttpServer and a bare node:http server on the same echo
  * app, drives each with wrk in interleaved rounds, then the same through nginx (bench/nginx.ts:
  * SCGI and HTTP proxy paths), measures idle-connection memory, and prints a Markdown report (also
- * written to bench/results.md). Progress goes to stderr.
+ * written to bench/results.md). Progress goes to stderr. With --baseline REV, effect-appserver at
+ * that revision (bench/baseline.ts) runs in every phase next to this checkout's, and the report
+ * compares the two (bench/compare.ts).
  */
 import { writeFile } from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { type Baseline, checkOutBaseline, withBaseline } from "./baseline.ts"
+import { renderComparison } from "./compare.ts"
 import { type Config, parseConfig, USAGE } from "./config.ts"
 import { chooseLoadTool } from "./loadTool.ts"
 import { progress } from "./log.ts"
 import { type NginxOutcome, nginxPhase, renderNginxSection } from "./nginx.ts"
 import { memoryPhase, memoryPreflight, throughputPhase } from "./phases.ts"
-import { beginShutdown, killAllSync, terminateAll } from "./proc.ts"
+import { beginShutdown, killAllSync, removeTempDirsSync, terminateAll } from "./proc.ts"
 import { renderReport } from "./report.ts"
 import { SCENARIOS } from "./scenarios.ts"
+import { type Checkout, THIS_CHECKOUT } from "./servers.ts"
 
 const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 }
 
@@ -29,21 +34,31 @@ const installCleanup = (): void => {
       void terminateAll().finally(() => process.exit(code))
     })
   }
-  // exit handlers run synchronously only: SIGKILL anything still alive
-  process.on("exit", killAllSync)
+  // exit handlers run synchronously only: SIGKILL anything still alive, then remove the
+  // temporary folders (the baseline's checkout, nginx's sockets)
+  process.on("exit", () => {
+    killAllSync()
+    removeTempDirsSync()
+  })
 }
 
 /** Taken when the run starts: the load average then says how busy the shared machine was. */
 const startedAt = new Date()
 const loadAtStart = Os.loadavg()[0]
 
-const header = (config: Config, toolVersion: string): Array<string> => [
+const header = (config: Config, toolVersion: string, baseline: Baseline | undefined): Array<string> => [
   `date: ${startedAt.toISOString()}`,
   `node: ${process.version} (harness and servers), ${Os.cpus().length} CPUs (${Os.cpus()[0]?.model ?? "unknown"})`,
   `1-minute load average: ${loadAtStart.toFixed(2)} at start, ${Os.loadavg()[0].toFixed(2)} at end (wrk and one busy server account for about 2)`,
   `load generator: ${toolVersion}`,
   `rounds: ${config.rounds}, duration: ${config.duration} s per run, warmup: ${config.warmup} s per scenario and server${config.quick ? " (--quick smoke run: not representative)" : ""}`,
-  `servers: ${config.servers.map((s) => s.label).join(", ")}; run order rotated each round`
+  `servers: ${config.servers.map((s) => s.label).join(", ")}; run order rotated each round`,
+  ...(baseline === undefined
+    ? []
+    : [
+        `baseline: ${baseline.rev} = ${baseline.sha} ("${baseline.subject}"), from \`git archive\` in a temporary ` +
+          "folder with this checkout's node_modules"
+      ])
 ]
 
 const NOTES = [
@@ -58,11 +73,18 @@ const NOTES = [
 ]
 
 const main = async (): Promise<number> => {
-  const config = parseConfig(process.argv.slice(2), Path.join(import.meta.dirname, "results.md"))
-  if (config === undefined) {
+  const options = parseConfig(process.argv.slice(2), Path.join(import.meta.dirname, "results.md"))
+  if (options === undefined) {
     process.stdout.write(USAGE)
     return 0
   }
+  const baseline = options.baseline === undefined ? undefined : await checkOutBaseline(options.baseline)
+  if (baseline !== undefined)
+    progress(`baseline ${baseline.rev} (${baseline.sha}) checked out in ${baseline.checkout.root}`)
+  const config: Config =
+    baseline === undefined ? options : { ...options, servers: withBaseline(options.servers, baseline) }
+  const checkouts: ReadonlyArray<Checkout> =
+    baseline === undefined ? [THIS_CHECKOUT] : [THIS_CHECKOUT, baseline.checkout]
   const warnings = memoryPreflight(config)
   for (const warning of warnings) progress(`warning: ${warning}`)
   const tool = await chooseLoadTool(config.tool)
@@ -70,20 +92,33 @@ const main = async (): Promise<number> => {
   const toolVersion = await tool.version()
   progress(`load generator: ${toolVersion}`)
   const samples = config.throughput ? await throughputPhase(config, tool) : []
-  const nginx: NginxOutcome | undefined = config.nginx ? await nginxPhase(config, tool) : undefined
+  const nginx: NginxOutcome | undefined = config.nginx ? await nginxPhase(config, tool, checkouts) : undefined
   if (nginx?._tag === "Skipped") {
     if (config.nginxOnly) throw new Error(`--nginx-only: ${nginx.reason}`)
     progress(`nginx scenario skipped: ${nginx.reason}`)
   }
   const memory = config.memory ? await memoryPhase(config) : []
+  const comparison =
+    baseline === undefined
+      ? []
+      : [
+          renderComparison({
+            baseline,
+            samples,
+            scenarios: SCENARIOS,
+            memory,
+            memoryConnections: config.memoryConnections,
+            nginx
+          })
+        ]
   const report = renderReport({
-    header: header(config, toolVersion),
+    header: header(config, toolVersion, baseline),
     samples,
     scenarios: SCENARIOS,
     servers: config.servers,
     memory,
     memoryConnections: config.memoryConnections,
-    sections: nginx === undefined ? [] : [renderNginxSection(nginx)],
+    sections: [...(nginx === undefined ? [] : [renderNginxSection(nginx)]), ...comparison],
     notes: [...(tool.note === undefined ? [] : [tool.note]), ...NOTES, ...warnings]
   })
   process.stdout.write(`\n${report}`)

@@ -1,6 +1,7 @@
 /**
- * The three servers under test, started as child processes serving the echo contract on
- * 127.0.0.1, each on a free port of its own.
+ * The servers under test, started as child processes serving the echo contract on 127.0.0.1,
+ * each on a free port of its own: effect-appserver from this checkout, Effect's NodeHttpServer,
+ * bare node:http, and with --baseline effect-appserver from another revision (bench/baseline.ts).
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
@@ -9,40 +10,65 @@ import * as Path from "node:path"
 import { createInterface } from "node:readline"
 import { terminate, track } from "./proc.ts"
 
-export type ServerId = "appserver" | "effect-node" | "node-http"
+export type ServerId = "appserver" | "appserver-base" | "effect-node" | "node-http"
 
 export interface ServerSpec {
   readonly id: ServerId
   /** Name used in tables. */
   readonly label: string
-  /** Arguments after `node`, relative to the repository root; `--host`/`--port` are appended. */
+  /** Arguments after `node`, relative to `cwd`; `--host`/`--port` are appended. */
   readonly args: ReadonlyArray<string>
+  /** Where the server is started: this repository's root, or the baseline's checkout. */
+  readonly cwd: string
 }
 
+/** This repository's root: servers are started from here, so relative paths resolve. */
+export const REPO_ROOT = Path.resolve(import.meta.dirname, "..")
+
+/** A tree effect-appserver is started from: this checkout, or the baseline revision's. */
+export interface Checkout {
+  readonly root: string
+  /** Name of its effect-appserver in tables: `effect-appserver`, `effect-appserver @ 1a2b3c4`. */
+  readonly label: string
+  /** Appended to the ids of its server and nginx paths. */
+  readonly idSuffix: "" | "-base"
+}
+
+export const THIS_CHECKOUT: Checkout = { root: REPO_ROOT, label: "effect-appserver", idSuffix: "" }
+
 /**
- * The Node flags of the command's shebang line (`#!/usr/bin/env -S node FLAGS`): the server runs
- * as `effect-appserver` runs when a user starts it.
+ * The Node flags of the command's shebang line (`#!/usr/bin/env -S node FLAGS`) in a checkout:
+ * the server runs as `effect-appserver` runs when a user starts it.
  */
-export const commandFlags = (): ReadonlyArray<string> => {
-  const shebang = readFileSync(Path.resolve(import.meta.dirname, "../src/cli/bin.ts"), "utf8").split("\n")[0]
+const commandFlags = (checkout: Checkout): ReadonlyArray<string> => {
+  const shebang = readFileSync(Path.join(checkout.root, "src/cli/bin.ts"), "utf8").split("\n")[0]
   return shebang.split(/\s+/).filter((word) => word.startsWith("--"))
 }
 
+/** `node` arguments serving the echo app with a checkout's effect-appserver command. */
+export const appserverArgs = (checkout: Checkout): Array<string> => [
+  ...commandFlags(checkout),
+  "src/cli/bin.ts",
+  "serve",
+  "examples/echo.ts"
+]
+
+// keep-alive timeout 120 s as for the node peers: idle connections must survive the memory probe
+export const appserverSpec = (checkout: Checkout): ServerSpec => ({
+  id: `appserver${checkout.idSuffix}`,
+  label: checkout.label,
+  args: [...appserverArgs(checkout), "--keep-alive-timeout", "120"],
+  cwd: checkout.root
+})
+
+/** The servers --servers chooses from; the baseline is added by --baseline. */
 export const SERVER_SPECS: ReadonlyArray<ServerSpec> = [
-  // keep-alive timeout 120 s as for the node peers: idle connections must survive the memory probe
-  {
-    id: "appserver",
-    label: "effect-appserver",
-    args: [...commandFlags(), "src/cli/bin.ts", "serve", "examples/echo.ts", "--keep-alive-timeout", "120"]
-  },
-  { id: "effect-node", label: "NodeHttpServer", args: ["bench/peers/effect-node.ts"] },
-  { id: "node-http", label: "node:http", args: ["bench/peers/node-http.ts"] }
+  appserverSpec(THIS_CHECKOUT),
+  { id: "effect-node", label: "NodeHttpServer", args: ["bench/peers/effect-node.ts"], cwd: REPO_ROOT },
+  { id: "node-http", label: "node:http", args: ["bench/peers/node-http.ts"], cwd: REPO_ROOT }
 ]
 
 export const HOST = "127.0.0.1"
-
-/** Servers are started from here, so the relative paths above resolve. */
-export const REPO_ROOT = Path.resolve(import.meta.dirname, "..")
 
 export interface RunningServer {
   readonly spec: ServerSpec
@@ -124,16 +150,17 @@ export interface StartedProcess {
 }
 
 /**
- * Runs `node ...args` from the repository root and waits for its `listening on` line; the process
- * is killed again if that fails.
+ * Runs `node ...args` from `cwd` (the repository root unless given) and waits for its
+ * `listening on` line; the process is killed again if that fails.
  */
 export const startProcess = async (
   label: string,
   args: ReadonlyArray<string>,
-  timeoutMs: number
+  timeoutMs: number,
+  cwd = REPO_ROOT
 ): Promise<StartedProcess> => {
   // process.execPath: the Node 24 that runs the harness, which can run the .ts entry points.
-  const child = track(spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] }))
+  const child = track(spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] }))
   const tail = lineTail(30)
   createInterface({ input: child.stderr! }).on("line", tail.push)
   try {
@@ -148,7 +175,8 @@ export const startProcess = async (
 /** Starts one server and waits for its ready line; the process is killed again if that fails. */
 export const startServer = async (spec: ServerSpec, timeoutMs: number): Promise<RunningServer> => {
   const port = await freePort()
-  const started = await startProcess(spec.label, [...spec.args, "--host", HOST, "--port", String(port)], timeoutMs)
+  const args = [...spec.args, "--host", HOST, "--port", String(port)]
+  const started = await startProcess(spec.label, args, timeoutMs, spec.cwd)
   const url = started.address
   if (!url.endsWith(`:${port}`)) {
     await terminate(started.child)
