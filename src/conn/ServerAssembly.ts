@@ -7,7 +7,11 @@
  * @since 0.1.0
  */
 import type * as Net from "node:net"
-import { Context, Effect } from "effect"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import type * as NodeServices from "@effect/platform-node/NodeServices"
+import { Context, Effect, Layer } from "effect"
+import type * as Etag from "effect/http/Etag"
+import type * as HttpPlatform from "effect/http/HttpPlatform"
 import * as HttpServer from "effect/http/HttpServer"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import type * as Scope from "effect/Scope"
@@ -126,3 +130,23 @@ export const makeServer = <H extends { readonly _tag: "Head" }, X extends Exchan
       Context.add(Stats, Stats.of({ snapshot: Effect.sync(() => stats.snapshot()) }))
     )
   })
+
+/**
+ * What apps need from the platform beyond `HttpServer`: `HttpPlatform` (file responses),
+ * `FileSystem`, `Path` and an `Etag` generator, as `NodeHttpServer.layer` provides them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PlatformServices = NodeServices.NodeServices | HttpPlatform.HttpPlatform | Etag.Generator
+
+/**
+ * A server Layer with the platform services added.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const withPlatform = <E>(
+  server: Layer.Layer<HttpServer.HttpServer | Stats, E>
+): Layer.Layer<HttpServer.HttpServer | Stats | PlatformServices, E> =>
+  Layer.mergeAll(server, NodeHttpServer.layerHttpServices)

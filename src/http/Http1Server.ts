@@ -13,16 +13,12 @@
 
 import type * as Net from "node:net"
 import type * as NodeTls from "node:tls"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import type * as NodeServices from "@effect/platform-node/NodeServices"
 import { type Context, Effect, Layer } from "effect"
-import type * as Etag from "effect/http/Etag"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import type { HttpClient } from "effect/http/HttpClient"
-import type * as HttpPlatform from "effect/http/HttpPlatform"
 import * as HttpServer from "effect/http/HttpServer"
 import type * as Scope from "effect/Scope"
-import { makeServer } from "../conn/ServerAssembly.ts"
+import { makeServer, type PlatformServices, withPlatform } from "../conn/ServerAssembly.ts"
 import type { BindError, InvalidOptions } from "../errors.ts"
 import { targetOf } from "../listen/Listener.ts"
 import * as Tls from "../listen/Tls.ts"
@@ -134,10 +130,8 @@ export const layerServer = (
  */
 export const layer = (
   options: Http1ServerOptionsInput = {}
-): Layer.Layer<
-  HttpServer.HttpServer | Stats | NodeServices.NodeServices | HttpPlatform.HttpPlatform | Etag.Generator,
-  BindError | InvalidOptions
-> => Layer.mergeAll(layerServer(options), NodeHttpServer.layerHttpServices)
+): Layer.Layer<HttpServer.HttpServer | Stats | PlatformServices, BindError | InvalidOptions> =>
+  withPlatform(layerServer(options))
 
 /**
  * A server on 127.0.0.1 with an ephemeral port plus an `HttpClient` aimed at it, for tests.
@@ -146,7 +140,7 @@ export const layer = (
  * @category testing
  */
 export const layerTest: Layer.Layer<
-  HttpServer.HttpServer | Stats | NodeServices.NodeServices | HttpPlatform.HttpPlatform | Etag.Generator | HttpClient,
+  HttpServer.HttpServer | Stats | PlatformServices | HttpClient,
   BindError | InvalidOptions
 > = HttpServer.layerTestClient.pipe(
   Layer.provide(

@@ -18,27 +18,37 @@ import { encodeScgiHead, simpleScgiResponse } from "./ScgiEncoder.ts"
  * @category models
  */
 export class ScgiExchange extends Exchange {
-  readonly method: string
-  readonly url: string
-  readonly rawHeaders: ReadonlyArray<string>
-  /** The client's address, as the front end passed it (REMOTE_ADDR). */
-  readonly remoteAddress: string | undefined
-  readonly protocol: "http" | "https"
-  readonly protocolLabel: string
-  readonly environ: Environ
+  /** The request as the variables map it. */
+  readonly request: MappedRequest
 
-  constructor(host: ExchangeHost, mapped: MappedRequest, maxBodySize: number) {
+  constructor(host: ExchangeHost, request: MappedRequest, maxBodySize: number) {
     // SCGI: one request per connection; the body's length is always declared, and always read.
     super(host, maxBodySize, false, -1)
-    this.method = mapped.method
-    this.url = mapped.url
-    this.rawHeaders = mapped.rawHeaders
-    this.remoteAddress = mapped.remoteAddress
-    this.protocol = mapped.protocol
-    this.protocolLabel = mapped.protocolLabel
-    this.environ = mapped.environ
+    this.request = request
   }
 
+  get method(): string {
+    return this.request.method
+  }
+  get url(): string {
+    return this.request.url
+  }
+  get rawHeaders(): ReadonlyArray<string> {
+    return this.request.rawHeaders
+  }
+  /** The client's address, as the front end passed it (REMOTE_ADDR). */
+  get remoteAddress(): string | undefined {
+    return this.request.remoteAddress
+  }
+  get protocol(): "http" | "https" {
+    return this.request.protocol
+  }
+  get protocolLabel(): string {
+    return this.request.protocolLabel
+  }
+  get environ(): Environ {
+    return this.request.environ
+  }
   get target(): string {
     return this.url
   }

@@ -18,14 +18,10 @@
  *
  * @since 0.1.0
  */
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import type * as NodeServices from "@effect/platform-node/NodeServices"
 import { Context, Effect, Layer } from "effect"
-import type * as Etag from "effect/http/Etag"
-import type * as HttpPlatform from "effect/http/HttpPlatform"
 import type * as HttpServer from "effect/http/HttpServer"
 import type * as Scope from "effect/Scope"
-import { makeServer } from "../conn/ServerAssembly.ts"
+import { makeServer, type PlatformServices, withPlatform } from "../conn/ServerAssembly.ts"
 import type { BindError, InvalidOptions } from "../errors.ts"
 import { targetOf } from "../listen/Listener.ts"
 import {
@@ -98,7 +94,5 @@ export const layerServer = (
  */
 export const layer = (
   options: ScgiServerOptionsInput = {}
-): Layer.Layer<
-  HttpServer.HttpServer | Stats | NodeServices.NodeServices | HttpPlatform.HttpPlatform | Etag.Generator,
-  BindError | InvalidOptions
-> => Layer.mergeAll(layerServer(options), NodeHttpServer.layerHttpServices)
+): Layer.Layer<HttpServer.HttpServer | Stats | PlatformServices, BindError | InvalidOptions> =>
+  withPlatform(layerServer(options))
