@@ -6,6 +6,7 @@
  */
 import { Context, Effect, type Exit, Schema } from "effect"
 import { isToken } from "../wire/chars.ts"
+import { isFieldValue, isValidAuthority } from "../wire/fields.ts"
 
 const port = Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 65535 }))
 const text = Schema.optionalKey(Schema.String)
@@ -57,7 +58,11 @@ export type CgiVariables = typeof CgiVariables.Type
  * @category models
  */
 export interface Environ {
-  /** Every variable: the request's, over the server's static `environ` option. */
+  /**
+   * Every variable: the request's, over the server's static `environ` option, as received. Only
+   * those that make the request are checked (see `mapRequest`): reading the others is the app's
+   * choice, and so is checking them.
+   */
   readonly variables: Readonly<Record<string, string>>
   /** Whether the front end received the request over TLS (HTTPS on/1/yes or REQUEST_SCHEME https). */
   readonly https: boolean
@@ -209,22 +214,47 @@ const urlOf = (picked: Picked): string | undefined => {
 /** Header names of HTTP_* variables already converted (bounded, like the HTTP parser's interning). */
 const headerNames = new Map<string, string>()
 
-/** `HTTP_X_FOO` → `x-foo` (RFC 3875 §4.1.18 in reverse). */
-const headerName = (variable: string): string => {
+/**
+ * `HTTP_X_FOO` → `x-foo` (RFC 3875 §4.1.18 in reverse), or undefined when the result is not a
+ * field name: RFC 9110 §5.1, a field name is a token. Only valid names are remembered, so the
+ * check runs once per name.
+ */
+const headerName = (variable: string): string | undefined => {
   const known = headerNames.get(variable)
   if (known !== undefined) return known
   const name = variable.slice(5).toLowerCase().replaceAll("_", "-")
+  if (!isToken(name)) return undefined
   if (headerNames.size < 512) headerNames.set(variable, name)
   return name
 }
 
-/** The Host a request without HTTP_HOST gets: SERVER_NAME, with SERVER_PORT unless it is the scheme's. */
+/**
+ * Whether `text` holds only visible characters, VCHAR and obs-text (RFC 5234 Appendix B.1, RFC 9110
+ * §5.5): no control (HTAB included), no SP, no DEL. The rule for the variables that become the
+ * request target or go into the access log as they are; see `mapRequest`.
+ */
+const isVisible = (text: string): boolean => {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c <= 0x20 || c === 0x7f) return false
+  }
+  return true
+}
+
+/**
+ * The Host a request without HTTP_HOST gets: SERVER_NAME, with SERVER_PORT unless it is the
+ * scheme's. None when that is not a valid authority (RFC 9110 §7.2, RFC 3986 §3.2.2), as none
+ * when SERVER_NAME is absent: the client sent no Host, and a request without one is not refused
+ * (HTTP/1.0, RFC 9112 §3.2); SERVER_NAME is the front end's configuration, not the client's, and
+ * nginx's `$server_name` is the first `server_name`, which may be a regex (`~^(.+)\.example$`).
+ */
 const hostOf = (picked: Picked, https: boolean): string | undefined => {
   const name = picked.serverName
   if (name === undefined || name === "") return undefined
   const port = picked.serverPort
-  if (port === undefined || !/^[0-9]{1,5}$/.test(port) || port === (https ? "443" : "80")) return name
-  return `${name}:${port}`
+  const host =
+    port === undefined || !/^[0-9]{1,5}$/.test(port) || port === (https ? "443" : "80") ? name : `${name}:${port}`
+  return isValidAuthority(host) ? host : undefined
 }
 
 /** The static variables' part of `Picked`: what a request that lacks a variable falls back to. */
@@ -248,8 +278,32 @@ const staticsPicked = new WeakMap<Readonly<Record<string, string>>, Picked>()
 
 /**
  * Maps an SCGI request's variables (as parsed, `[name, value, ...]`) over the static `environ`
- * to the HTTP request, or describes what is wrong. Only what the mapping needs is checked here
- * (the method and the URL); the typed environment is decoded when the app asks for it.
+ * to the HTTP request, or describes what is wrong (naming the variable, never echoing a refused
+ * value's bytes). What goes into the request, and so reaches the app and the access log, is
+ * checked as the HTTP/1.1 parser checks the same parts of a request (the target less strictly,
+ * see below), so the bytes Http1Server answers with 400 are answered 400 here too:
+ *
+ * - HTTP_* names: RFC 9110 §5.1, a field name is a token.
+ * - HTTP_* values and CONTENT_TYPE: RFC 9110 §5.5 field-value (HTAB, SP, VCHAR, obs-text); CR,
+ *   LF, NUL, the other controls and DEL are refused.
+ * - HTTP_HOST: RFC 9112 §3.2, a server answers 400 to more than one Host field line or a Host
+ *   that is not a valid authority (RFC 9110 §7.2, RFC 3986 §3.2.2).
+ * - REQUEST_URI, or QUERY_STRING when the URL is built without REQUEST_URI: visible characters
+ *   only (no control, SP or DEL). RFC 9112 §3.2 and RFC 3986 §2 have none of these in a
+ *   request-target, and nginx (since 1.21.1) refuses them in the request line itself, so a front
+ *   end that behaves never sends them. The HTTP parser's stricter TARGET table is not used: nginx
+ *   passes bytes above 0x7e (UTF-8 paths) and `"`, `<`, `>` in `$request_uri` as the client sent
+ *   them, and refusing those would turn requests the front end accepted, and that apps serve
+ *   today, into 400s. What is refused is what could split a line the app writes (a Location
+ *   echoing the URL) or forge one in the access log.
+ *   SCRIPT_NAME and PATH_INFO need no check: they are re-encoded (`encodePath`).
+ * - REMOTE_ADDR and SERVER_PROTOCOL: visible characters only. An address (RFC 3875 §4.1.8; nginx
+ *   sends `unix:` for unix-socket clients, so it is not parsed as an IP) and a protocol version
+ *   (RFC 3875 §4.1.16, a token "/" digits) hold neither controls nor SP, and both are written into
+ *   the access log, REMOTE_ADDR unquoted as its first field (log injection).
+ *
+ * The other variables reach the app only through `ScgiEnviron`, raw. The typed environment is
+ * decoded when the app asks for it.
  *
  * @since 0.1.0
  */
@@ -269,11 +323,18 @@ export const mapRequest = (
     const name = received[i]
     const value = received[i + 1]
     if (name.startsWith("HTTP_")) {
+      const field = headerName(name)
+      if (field === undefined) return "invalid HTTP_* variable name"
+      if (!isFieldValue(value)) return `invalid character in ${name}`
       // RFC 3875 §4.1.18: HTTP_CONTENT_TYPE and HTTP_CONTENT_LENGTH are the meta-variables' business.
       if (name === "HTTP_CONTENT_TYPE" || name === "HTTP_CONTENT_LENGTH") continue
-      if (name === "HTTP_HOST") hasHost = true
+      if (name === "HTTP_HOST") {
+        if (hasHost) return "HTTP_HOST is repeated"
+        if (!isValidAuthority(value)) return "invalid HTTP_HOST"
+        hasHost = true
+      }
       // A repeated header field (nginx before 1.23 repeats the variable) stays repeated here.
-      rawHeaders.push(headerName(name), value)
+      rawHeaders.push(field, value)
       continue
     }
     switch (name) {
@@ -321,13 +382,24 @@ export const mapRequest = (
   const method = picked.method
   if (method === undefined) return "REQUEST_METHOD is missing"
   if (!isToken(method)) return `REQUEST_METHOD is not a method: ${JSON.stringify(method)}`
+  const uri = picked.requestUri
+  if (uri !== undefined && uri !== "") {
+    if (!isVisible(uri)) return "invalid character in REQUEST_URI"
+  } else if (picked.query !== undefined && !isVisible(picked.query)) {
+    return "invalid character in QUERY_STRING"
+  }
+  const contentType = picked.contentType
+  if (contentType !== undefined && !isFieldValue(contentType)) return "invalid character in CONTENT_TYPE"
+  const remote = picked.remoteAddr
+  if (remote !== undefined && !isVisible(remote)) return "invalid character in REMOTE_ADDR"
+  const protocolLabel = picked.serverProtocol
+  if (protocolLabel !== undefined && !isVisible(protocolLabel)) return "invalid character in SERVER_PROTOCOL"
   const url = urlOf(picked)
   if (url === undefined) {
     return picked.requestUri !== undefined && picked.requestUri !== ""
       ? `REQUEST_URI is not a path: ${JSON.stringify(picked.requestUri)}`
       : `SCRIPT_NAME + PATH_INFO is not a path: ${JSON.stringify((picked.scriptName ?? "") + (picked.pathInfo ?? ""))}`
   }
-  const contentType = picked.contentType
   if (contentType !== undefined && contentType !== "") rawHeaders.push("content-type", contentType)
   // The parser checked CONTENT_LENGTH (digits, no leading zero).
   const contentLength = picked.contentLength
@@ -338,14 +410,13 @@ export const mapRequest = (
     const host = hostOf(picked, https)
     if (host !== undefined) rawHeaders.push("host", host)
   }
-  const remote = picked.remoteAddr
   return {
     method,
     url,
     rawHeaders,
     remoteAddress: remote === undefined || remote === "" ? undefined : remote,
     protocol: https ? "https" : "http",
-    protocolLabel: picked.serverProtocol ?? "HTTP/1.1",
+    protocolLabel: protocolLabel ?? "HTTP/1.1",
     environ: new RequestEnviron(received, statics, https)
   }
 }

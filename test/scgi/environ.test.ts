@@ -315,3 +315,118 @@ describe("environ", () => {
     expect(map(get, { statics }).environ.variables.APP_ENV).toBe("test")
   })
 })
+
+describe("variables checked as the HTTP parser checks the same bytes", () => {
+  /** Refused with exactly `reason`, which names the variable and echoes none of the refused bytes. */
+  const refusedNaming = (rest: ReadonlyArray<readonly [string, string]>, reason: string): void => {
+    expect(refused(rest), JSON.stringify(rest)).toBe(reason)
+  }
+
+  it("refuses an HTTP_* value with CR, LF, NUL, another control or DEL (RFC 9110 §5.5)", () => {
+    for (const bad of ["a\r\nInjected: 1", "a\rb", "a\nb", "a\0b", "a\x01b", "a\x1fb", "a\x7fb", "\x0b", "end\r"]) {
+      refusedNaming([...get, ["HTTP_X_A", bad]], "invalid character in HTTP_X_A")
+    }
+    // wherever the variable is, and also for the ones that do not become fields
+    refusedNaming([["HTTP_ACCEPT", "*/*\0"], ...get], "invalid character in HTTP_ACCEPT")
+    refusedNaming([...get, ["HTTP_CONTENT_TYPE", "a\r\nb"]], "invalid character in HTTP_CONTENT_TYPE")
+    refusedNaming([...get, ["HTTP_CONTENT_LENGTH", "1\n"]], "invalid character in HTTP_CONTENT_LENGTH")
+  })
+
+  it("accepts HTAB, SP, VCHAR and obs-text in an HTTP_* value, as received", () => {
+    const values = ["a\tb", "\ta b\t", '!~"<>\\{}', "caf\xe9 \x80\xff", ""]
+    for (const value of values) {
+      expect(pairs(map([...get, ["HTTP_X_A", value]]).rawHeaders), JSON.stringify(value)).toEqual([["x-a", value]])
+    }
+  })
+
+  it("refuses an HTTP_* name that does not make a field name (RFC 9110 §5.1), without echoing it", () => {
+    for (const bad of ["HTTP_", "HTTP_X A", "HTTP_X:A", "HTTP_X\r\nINJECTED", "HTTP_X\0", "HTTP_CAF\xc9", "HTTP_X/Y"]) {
+      refusedNaming([...get, [bad, "v"]], "invalid HTTP_* variable name")
+    }
+    // token characters other than letters, digits and "_" stand as they are
+    expect(pairs(map([...get, ["HTTP_X.Y!~", "v"]]).rawHeaders)).toEqual([["x.y!~", "v"]])
+  })
+
+  it("refuses a CONTENT_TYPE with CR, LF, NUL, another control or DEL; HTAB is allowed", () => {
+    for (const bad of ["a\rb", "text/plain\r\nX: 1", "a\0", "a\x7f", "a\x1b"]) {
+      refusedNaming(
+        [
+          ["REQUEST_METHOD", "POST"],
+          ["CONTENT_TYPE", bad]
+        ],
+        "invalid character in CONTENT_TYPE"
+      )
+    }
+    const mapped = map([
+      ["REQUEST_METHOD", "POST"],
+      ["CONTENT_TYPE", "text/plain;\tcharset=\xe9"]
+    ])
+    expect(pairs(mapped.rawHeaders)).toEqual([["content-type", "text/plain;\tcharset=\xe9"]])
+  })
+
+  it("refuses an HTTP_HOST that is not an authority, or a repeated one (RFC 9112 §3.2, RFC 9110 §7.2)", () => {
+    for (const bad of ["exa mple.com", "user@example.com", "example.com:80x", "[::1", "[::1]x", "a/b", "h\xe9"]) {
+      refusedNaming([...get, ["HTTP_HOST", bad]], "invalid HTTP_HOST")
+    }
+    refusedNaming([...get, ["HTTP_HOST", "example.com\r\nX: 1"]], "invalid character in HTTP_HOST")
+    refusedNaming([...get, ["HTTP_HOST", "a.example"], ["HTTP_HOST", "b.example"]], "HTTP_HOST is repeated")
+    for (const good of ["example.com", "example.com:8080", "[::1]:80", "127.0.0.1", "xn--caf-dma.example", ""]) {
+      expect(pairs(map([...get, ["HTTP_HOST", good]]).rawHeaders), good).toEqual([["host", good]])
+    }
+  })
+
+  it("gives no Host from a SERVER_NAME that is not a host (nginx's $server_name may be a regex), refusing nothing", () => {
+    for (const name of ["~^(www\\.)?(.+)$", "a b", "bad\r\nX: 1", "a/b"]) {
+      expect(pairs(map([...get, ["SERVER_NAME", name], ["SERVER_PORT", "8080"]]).rawHeaders), name).toEqual([])
+    }
+    // a wildcard name is a reg-name
+    expect(pairs(map([...get, ["SERVER_NAME", "*.example.com"]]).rawHeaders)).toEqual([["host", "*.example.com"]])
+  })
+
+  it("refuses a REQUEST_URI with a control, SP or DEL (RFC 9112 §3.2, RFC 3986 §2)", () => {
+    for (const bad of ["/a\rb", "/a\r\nX: 1", "/a\nb", "/a\0", "/a\tb", "/a\x7f", "/a b", "/?q=a b", "http://h/a b"]) {
+      refusedNaming([...get, ["REQUEST_URI", bad]], "invalid character in REQUEST_URI")
+    }
+  })
+
+  it("lets through the REQUEST_URI bytes nginx passes: above 0x7e (UTF-8 paths) and the printable ones", () => {
+    // "/café" in UTF-8, as received (Latin-1 decoded)
+    const utf8 = Buffer.from("/café?q=ü").toString("latin1")
+    expect(map([...get, ["REQUEST_URI", utf8]]).url).toBe(utf8)
+    expect(map([...get, ["REQUEST_URI", '/a"<>|{}^`\\[]?b="c"']]).url).toBe('/a"<>|{}^`\\[]?b="c"')
+  })
+
+  it("refuses a QUERY_STRING with a control, SP or DEL when it makes the URL (no REQUEST_URI)", () => {
+    for (const bad of ["a b", "a=\r\nX: 1", "a\0", "a\t", "a\x7f"]) {
+      refusedNaming([...get, ["PATH_INFO", "/p"], ["QUERY_STRING", bad]], "invalid character in QUERY_STRING")
+    }
+    expect(map([...get, ["PATH_INFO", "/p"], ["QUERY_STRING", "q=caf\xc3\xa9&x"]]).url).toBe("/p?q=caf\xc3\xa9&x")
+    // with REQUEST_URI, QUERY_STRING is not part of the request (the app reads it raw in the environ)
+    const mapped = map([...get, ["REQUEST_URI", "/x?a%20b"], ["QUERY_STRING", "a b"]])
+    expect(mapped.url).toBe("/x?a%20b")
+    expect(mapped.environ.variables.QUERY_STRING).toBe("a b")
+  })
+
+  it("refuses a REMOTE_ADDR or SERVER_PROTOCOL with a control, SP or DEL (they go into the access log)", () => {
+    for (const bad of ["203.0.113.9\n127.0.0.1 - - [forged]", "203.0.113.9 x", "::1\0", "\x7f"]) {
+      refusedNaming([...get, ["REMOTE_ADDR", bad]], "invalid character in REMOTE_ADDR")
+    }
+    for (const bad of ["HTTP/1.1\r\n", "HTTP/1.1 200", "HTTP/1.1\t", "HTTP/1.\x7f"]) {
+      refusedNaming([...get, ["SERVER_PROTOCOL", bad]], "invalid character in SERVER_PROTOCOL")
+    }
+    expect(map([...get, ["REMOTE_ADDR", "unix:"]]).remoteAddress).toBe("unix:")
+    expect(map([...get, ["SERVER_PROTOCOL", "HTTP/2.0"]]).protocolLabel).toBe("HTTP/2.0")
+  })
+
+  it("checks a static variable like a received one", () => {
+    const mapped = mapRequest(received(get), { REMOTE_ADDR: "a\nb" })
+    expect(mapped).toBe("invalid character in REMOTE_ADDR")
+  })
+
+  it("keeps the refused variables raw in the environ of a request it serves", () => {
+    // the checks cover what makes the request; every other variable is the app's to read as sent
+    const mapped = map([...get, ["DOCUMENT_ROOT", "/srv\r\nx"], ["CUSTOM", "a\0b"]])
+    expect(mapped.environ.variables.DOCUMENT_ROOT).toBe("/srv\r\nx")
+    expect(mapped.environ.variables.CUSTOM).toBe("a\0b")
+  })
+})

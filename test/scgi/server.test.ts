@@ -10,7 +10,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Option, Scope, Stream } from "effect"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServer from "effect/http/HttpServer"
 import type { HttpServerError } from "effect/http/HttpServerError"
@@ -568,6 +568,84 @@ describe("ScgiServer: refusals", () => {
       expect(parseScgiResponse(bad.data).status).toBe(400)
       expect(ran).toBe(1)
       expect((yield* stats.snapshot).protocolErrors).toEqual({ "400": 4 })
+    })
+  )
+
+  it.live("answers variables with bytes HTTP refuses 400 naming the variable, closes, never runs the app", () =>
+    Effect.gen(function* () {
+      let ran = 0
+      const { address, stats } = yield* serveApp(
+        Effect.andThen(
+          Effect.sync(() => {
+            ran++
+          }),
+          echo
+        )
+      )
+      const inspect = get("/inspect")
+      // [the variables, the reason the front end is told]
+      const cases: ReadonlyArray<readonly [Readonly<Record<string, string>>, string]> = [
+        [{ ...inspect, HTTP_X_A: "a\r\nInjected: 1" }, "invalid character in HTTP_X_A"],
+        // a NUL cannot be sent in a value (it ends it in the netstring): the unit tests have it
+        [{ ...inspect, HTTP_X_A: "a\x01b" }, "invalid character in HTTP_X_A"],
+        [{ ...inspect, HTTP_X_A: "a\x7fb" }, "invalid character in HTTP_X_A"],
+        // the app would echo it into its response head
+        [{ REQUEST_METHOD: "POST", REQUEST_URI: "/echo", CONTENT_TYPE: "a\rb" }, "invalid character in CONTENT_TYPE"],
+        [{ ...inspect, HTTP_HOST: "exa mple.com" }, "invalid HTTP_HOST"],
+        [get("/inspect\r\nInjected: 1"), "invalid character in REQUEST_URI"],
+        [get("/inspect?a b"), "invalid character in REQUEST_URI"],
+        [{ REQUEST_METHOD: "GET", PATH_INFO: "/inspect", QUERY_STRING: "a\nb" }, "invalid character in QUERY_STRING"],
+        [{ ...inspect, REMOTE_ADDR: "203.0.113.9\nInjected" }, "invalid character in REMOTE_ADDR"],
+        [{ ...inspect, SERVER_PROTOCOL: "HTTP/1.1\r\nInjected" }, "invalid character in SERVER_PROTOCOL"]
+      ]
+      for (const [variables, reason] of cases) {
+        // scgiExchange fails unless the server closes, and tells a reset from a FIN
+        const { data, reset } = yield* scgiExchange(address, scgiRequest(variables))
+        expect(reset).toBe(false)
+        const refused = parseScgiResponse(data)
+        expect(refused.status, reason).toBe(400)
+        // the reason names the variable and echoes none of its bytes
+        expect(refused.body.toString("latin1")).toBe(`${reason}\n`)
+        expect(data.toString("latin1")).not.toContain("Injected")
+        expect(ran, reason).toBe(0)
+      }
+      // the next connection is served, HTAB in a field value allowed
+      const served = yield* scgi(address, { ...inspect, HTTP_X_A: "a\tb", HTTP_HOST: "example.com:8080" })
+      expect(served.status).toBe(200)
+      const { url, headers } = JSON.parse(served.body.toString()) as { url: string; headers: Array<[string, string]> }
+      expect(url).toBe("/inspect")
+      expect(headers).toContainEqual(["x-a", "a\tb"])
+      expect(headers).toContainEqual(["host", "example.com:8080"])
+      expect(ran).toBe(1)
+      const snapshot = yield* stats.snapshot
+      expect(snapshot.protocolErrors).toEqual({ "400": cases.length })
+      expect(snapshot.requests).toBe(1)
+    })
+  )
+
+  it.live('logs a request refused for its variables with "-" for the address and request line, none of its bytes', () =>
+    Effect.gen(function* () {
+      const logged: Array<unknown> = []
+      const capture = Logger.make<unknown, void>((options) => {
+        logged.push(options.message)
+      })
+      const { address } = yield* serveLayer(
+        HttpServer.serve(echo).pipe(Layer.provide(Logger.layer([capture]))),
+        withDefaults({ accessLog: "common" })
+      )
+      const forged = '203.0.113.9 - - [01/Jan/2026:00:00:00 +0000] "GET /admin HTTP/1.1" 200 1'
+      const refused = yield* scgi(address, { ...hello, REMOTE_ADDR: `${forged}\n127.0.0.1` })
+      expect(refused.status).toBe(400)
+      const injected = yield* scgi(address, { ...hello, SERVER_PROTOCOL: "HTTP/1.1\r\nInjected" })
+      expect(injected.status).toBe(400)
+      const served = yield* scgi(address, { ...hello, REMOTE_ADDR: "203.0.113.9" })
+      expect(served.status).toBe(200)
+      expect(yield* waitUntil(() => logged.length === 3, 5_000)).toBe(true)
+      const lines = logged.map((message) => (Array.isArray(message) ? message.join(" ") : String(message)))
+      const bytes = (response: ScgiResponse) => response.body.length
+      expect(lines[0]).toMatch(new RegExp(`^- - - \\[[^\\]]+\\] "-" 400 ${bytes(refused)}$`))
+      expect(lines[1]).toMatch(new RegExp(`^- - - \\[[^\\]]+\\] "-" 400 ${bytes(injected)}$`))
+      expect(lines[2]).toMatch(/^203\.0\.113\.9 - - \[[^\]]+\] "GET \/ HTTP\/1\.1" 200 13$/)
     })
   )
 
