@@ -111,6 +111,20 @@ const once = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => 
   })
 }
 
+/**
+ * A failure to read a multipart body, as the multipart parser reports it. `stream` enforces
+ * `MaxBodySize` (and the server's own limit) before the parser sees the bytes that cross it, so
+ * that failure is the parser's `BodyTooLarge` (413), as NodeHttpServer reports it, and not an
+ * `InternalError` (500).
+ */
+const multipartBodyError = (cause: HttpServerError): Multipart.MultipartError =>
+  Multipart.MultipartError.fromReason(
+    cause.reason._tag === "RequestParseError" && cause.reason.reason === "BodyTooLarge"
+      ? "BodyTooLarge"
+      : "InternalError",
+    cause
+  )
+
 /** State shared by a request and the views `modify` makes of it. */
 class Shared {
   headers: Headers.Headers | undefined
@@ -299,7 +313,7 @@ export class ServerRequest extends Inspectable.Class implements Request.HttpServ
 
   get multipartStream(): Stream.Stream<Multipart.Part, Multipart.MultipartError> {
     return Stream.pipeThroughChannel(
-      Stream.mapError(this.stream, (cause) => Multipart.MultipartError.fromReason("InternalError", cause)),
+      Stream.mapError(this.stream, multipartBodyError),
       Multipart.makeChannel(this.headers)
     )
   }
