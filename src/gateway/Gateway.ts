@@ -86,14 +86,28 @@ const init = (
   response: HttpServerResponse,
   headers: Readonly<Record<string, string>>,
   length: number
-): ResponseInit => ({
-  status: response.status,
-  statusText: response.statusText,
-  headers,
-  setCookies: Cookies.isEmpty(response.cookies) ? undefined : Cookies.toSetCookieHeaders(response.cookies),
-  contentLength: declaredLength(response.status, length, headers),
-  withoutBody: omitsBody(response, target.isHead)
-})
+): ResponseInit => {
+  let setCookies: Array<string> | undefined
+  if (!Cookies.isEmpty(response.cookies)) {
+    setCookies = Cookies.toSetCookieHeaders(response.cookies)
+    // A set-cookie header the app set goes after the response's cookies, as NodeHttpServer sends
+    // it: of two cookies with one name, the later line wins (RFC 6265 §5.3).
+    const header = headers["set-cookie"]
+    if (header !== undefined) {
+      setCookies.push(header)
+      const { "set-cookie": _, ...others } = headers
+      headers = others
+    }
+  }
+  return {
+    status: response.status,
+    statusText: response.statusText,
+    headers,
+    setCookies,
+    contentLength: declaredLength(response.status, length, headers),
+    withoutBody: omitsBody(response, target.isHead)
+  }
+}
 
 /** Writes chunks in order, waiting for the peer to catch up whenever it falls behind. */
 const writeChunks = (target: ResponseTarget, chunks: ReadonlyArray<Uint8Array>, from: number): Effect.Effect<void> => {

@@ -48,8 +48,36 @@ export interface RequestSource {
 const HeadersProto: object = Object.getPrototypeOf(Headers.empty)
 
 /**
+ * Fields whose value is a single item, not a list: joining repeats of them with ", " would make a
+ * value they cannot have (RFC 9110 §5.3 allows combining list-based fields only). Of a repeat the
+ * first line is kept. The names are those node:http keeps the first of, so an app sees what it
+ * sees on NodeHttpServer.
+ */
+const singleValued: ReadonlySet<string> = new Set([
+  "age",
+  "authorization",
+  "content-length",
+  "content-type",
+  "etag",
+  "expires",
+  "from",
+  "host",
+  "if-modified-since",
+  "if-unmodified-since",
+  "last-modified",
+  "location",
+  "max-forwards",
+  "proxy-authorization",
+  "referer",
+  "retry-after",
+  "server",
+  "user-agent"
+])
+
+/**
  * Builds Effect's header map from raw field lines: lowercase names, repeated fields joined with
- * ", " (RFC 9110 §5.3), and Cookie lines with "; " (RFC 6265 §5.4).
+ * ", " (RFC 9110 §5.3), Cookie lines with "; " (RFC 6265 §5.4), and the first line of a repeated
+ * single-valued field.
  *
  * @since 0.1.0
  */
@@ -58,7 +86,8 @@ export const headersFromRaw = (raw: ReadonlyArray<string>, authority: string | u
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toLowerCase()
     const previous = out[name]
-    out[name] = previous === undefined ? raw[i + 1] : `${previous}${name === "cookie" ? "; " : ", "}${raw[i + 1]}`
+    if (previous === undefined) out[name] = raw[i + 1]
+    else if (!singleValued.has(name)) out[name] = `${previous}${name === "cookie" ? "; " : ", "}${raw[i + 1]}`
   }
   if (authority !== undefined) out.host = authority
   return out as unknown as Headers.Headers
@@ -110,6 +139,20 @@ const once = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => 
     )
   })
 }
+
+/**
+ * A failure to read a multipart body, as the multipart parser reports it. `stream` enforces
+ * `MaxBodySize` (and the server's own limit) before the parser sees the bytes that cross it, so
+ * that failure is the parser's `BodyTooLarge` (413), as NodeHttpServer reports it, and not an
+ * `InternalError` (500).
+ */
+const multipartBodyError = (cause: HttpServerError): Multipart.MultipartError =>
+  Multipart.MultipartError.fromReason(
+    cause.reason._tag === "RequestParseError" && cause.reason.reason === "BodyTooLarge"
+      ? "BodyTooLarge"
+      : "InternalError",
+    cause
+  )
 
 /** State shared by a request and the views `modify` makes of it. */
 class Shared {
@@ -299,7 +342,7 @@ export class ServerRequest extends Inspectable.Class implements Request.HttpServ
 
   get multipartStream(): Stream.Stream<Multipart.Part, Multipart.MultipartError> {
     return Stream.pipeThroughChannel(
-      Stream.mapError(this.stream, (cause) => Multipart.MultipartError.fromReason("InternalError", cause)),
+      Stream.mapError(this.stream, multipartBodyError),
       Multipart.makeChannel(this.headers)
     )
   }
