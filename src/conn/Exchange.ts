@@ -211,12 +211,15 @@ export abstract class Exchange implements RunExchange, ResponseTarget, BodySourc
   }
 
   /**
-   * The peer went away: a body still arriving fails with `IncompleteBody`, and the app's fiber
-   * is interrupted as Effect's `ClientAbort` (499).
+   * The peer went away: the app's fiber is interrupted as Effect's `ClientAbort` (499), as
+   * NodeHttpServer does, then a body still arriving fails with `IncompleteBody`. In that order: a
+   * read waiting for the body ends in the interruption rather than in an error the app might
+   * handle and carry on after; an app running uninterruptibly gets the failed read instead of
+   * waiting forever.
    */
   peerGone(): void {
-    this.body.abort()
     if (!this.done) this.fiber?.interruptUnsafe(undefined, ClientAbort.annotation)
+    this.body.abort()
   }
 
   /**

@@ -94,7 +94,7 @@ for (const [name, layer] of servers) {
       )
     )
 
-    it.live("a client that leaves in the middle of its body ends the app's read instead of leaving it waiting", () =>
+    it.live("a client that leaves in the middle of its body interrupts the app's read as a ClientAbort", () =>
       test(
         Effect.gen(function* () {
           const reading = yield* Deferred.make<void>()
@@ -117,7 +117,7 @@ for (const [name, layer] of servers) {
           )
           yield* Deferred.await(reading).pipe(Effect.timeout("2 seconds"))
           client.socket.destroy()
-          expect(yield* Deferred.await(ended).pipe(Effect.timeout("2 seconds"))).not.toBe("succeeded")
+          expect(yield* Deferred.await(ended).pipe(Effect.timeout("2 seconds"))).toBe("interrupted by ClientAbort")
         })
       )
     )
