@@ -1,10 +1,11 @@
 /**
- * `effect-appserver serve <module>`: loads a module whose default export is an Effect HTTP app or
- * an `HttpRouter` layer and serves it until SIGINT/SIGTERM.
+ * `effect-appserver serve <module>[:export]`: loads a module whose default (or named) export is
+ * an Effect HTTP app or an `HttpRouter` layer and serves it until SIGINT/SIGTERM.
  *
  * @since 0.1.0
  */
 
+import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import { Console, Data, Effect, Layer } from "effect"
@@ -36,36 +37,80 @@ export class AppLoadError extends Data.TaggedError("AppLoadError")<{
 type App = Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, HttpServerRequest>
 type Routes = Layer.Layer<never, unknown, HttpRouter.HttpRouter>
 
-/** What a module's default export can be. */
-export type Served = { readonly _tag: "App"; readonly app: App } | { readonly _tag: "Routes"; readonly routes: Routes }
-
 /**
- * Imports `module` (a path, relative to the working directory) and classifies its default export.
+ * What a module's export can be.
  *
  * @since 0.1.0
  */
-export const loadServed = (module: string): Effect.Effect<Served, AppLoadError> =>
+export type Served = { readonly _tag: "App"; readonly app: App } | { readonly _tag: "Routes"; readonly routes: Routes }
+
+/**
+ * Which module, and which of its exports, to serve.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ModuleRef {
+  /** The module's path as given, without the export. */
+  readonly path: string
+  /** The export to serve: `default` unless `path:name` named another. */
+  readonly exportName: string
+}
+
+const identifier = /^[\p{ID_Start}$_][\p{ID_Continue}$\u200c\u200d]*$/u
+
+/**
+ * Splits `app.ts:ApiLive` into the module and the export. A path may itself contain ':' (rare on
+ * Unix), so only the last ':' splits, only when what follows is a JavaScript identifier, and only
+ * when the whole argument is not an existing file: `dir:v2/app.ts` and a file named `app:v2`
+ * stay paths.
+ *
+ * @since 0.1.0
+ */
+export const parseModuleRef = (argument: string): ModuleRef => {
+  const colon = argument.lastIndexOf(":")
+  const name = argument.slice(colon + 1)
+  if (colon <= 0 || !identifier.test(name) || Fs.existsSync(argument)) return { path: argument, exportName: "default" }
+  return { path: argument.slice(0, colon), exportName: name }
+}
+
+/**
+ * Imports the module (a path, relative to the working directory) and classifies the export.
+ *
+ * @since 0.1.0
+ */
+export const loadServed = (ref: ModuleRef): Effect.Effect<Served, AppLoadError> =>
   Effect.tryPromise({
-    try: () => import(pathToFileURL(Path.resolve(module)).href) as Promise<Record<string, unknown>>,
+    try: () => import(pathToFileURL(Path.resolve(ref.path)).href) as Promise<Record<string, unknown>>,
     catch: (cause) =>
-      new AppLoadError({ module, reason: cause instanceof Error ? cause.message : String(cause), cause })
+      new AppLoadError({ module: ref.path, reason: cause instanceof Error ? cause.message : String(cause), cause })
   }).pipe(
     Effect.flatMap((exports): Effect.Effect<Served, AppLoadError> => {
-      const value = exports.default
-      // The export's requirements cannot be known at run time; these are the shapes we serve.
+      const what = ref.exportName === "default" ? "its default export" : `its export ${ref.exportName}`
+      if (!(ref.exportName in exports)) {
+        const names = Object.keys(exports).filter((name) => name !== "default")
+        const available = names.length === 0 ? "it has no named exports" : `its exports: ${names.join(", ")}`
+        const reason =
+          ref.exportName === "default"
+            ? `it has no default export (serve a named one with ${ref.path}:NAME; ${available})`
+            : `it has no export named ${ref.exportName} (${available})`
+        return Effect.fail(new AppLoadError({ module: ref.path, reason }))
+      }
+      const value = exports[ref.exportName]
+      // The export's requirements are types, which Node strips: these are the shapes we serve.
       if (Effect.isEffect(value)) {
         const app = Effect.flatMap(value as Effect.Effect<unknown, unknown, HttpServerRequest>, (response) =>
           HttpServerResponse.isHttpServerResponse(response)
             ? Effect.succeed(response)
-            : Effect.die(new TypeError(`${module}: the app produced ${typeof response}, not an HttpServerResponse`))
+            : Effect.die(new TypeError(`${ref.path}: the app produced ${typeof response}, not an HttpServerResponse`))
         )
         return Effect.succeed({ _tag: "App", app })
       }
       if (Layer.isLayer(value)) return Effect.succeed({ _tag: "Routes", routes: value as Routes })
       return Effect.fail(
         new AppLoadError({
-          module,
-          reason: "its default export is neither an Effect HTTP app nor an HttpRouter layer"
+          module: ref.path,
+          reason: `${what} is neither an Effect HTTP app nor an HttpRouter layer`
         })
       )
     })
@@ -103,7 +148,8 @@ export type ServeProtocol =
  */
 export const serve = (module: string, how: ServeProtocol) =>
   Effect.gen(function* () {
-    const served = yield* loadServed(module)
+    const ref = parseModuleRef(module)
+    const served = yield* loadServed(ref)
     const scheme = how.protocol === "scgi" ? "scgi" : how.options.tls === undefined ? "http" : "https"
     const announce = Layer.effectDiscard(
       Effect.flatMap(HttpServer.HttpServer, (server) =>
