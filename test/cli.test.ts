@@ -240,4 +240,19 @@ printf '%s\\n' "\${COMPREPLY[@]}"`,
     expect(run.stderr()).toContain(message)
     expect(run.stdout()).not.toContain("listening on")
   })
+
+  it.each([
+    ["salutationMissing", "test/Salutation"],
+    ["greeterMissingAtStartup", "test/Greeter"]
+  ])("exits 1 at startup naming the service nothing provides (test/fixtures/greeter.ts:%s)", async (name, service) => {
+    const run = cli("serve", `test/fixtures/greeter.ts:${name}`, "--port", "0")
+    expect((await exitOf(run)).code).toBe(1)
+    expect(run.stderr()).toContain(`the app needs the service ${service}, which nothing provides`)
+    expect(run.stdout()).not.toContain("listening on")
+  })
+
+  it("serves routes whose service the module provides with HttpRouter.provideRequest", async () => {
+    const run = cli("serve", "test/fixtures/greeter.ts", "--port", "0")
+    expect(await text(`${await listening(run)}/`)).toBe("Hello, cli")
+  })
 })

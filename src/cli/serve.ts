@@ -8,15 +8,20 @@
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
-import { Console, Data, Effect, Layer } from "effect"
+import type * as NodeServices from "@effect/platform-node/NodeServices"
+import { Cause, Console, Data, Effect, Layer } from "effect"
+import type * as Etag from "effect/http/Etag"
+import type * as HttpPlatform from "effect/http/HttpPlatform"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServer from "effect/http/HttpServer"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import type * as NetAddress from "effect/net/NetAddress"
+import type * as Scope from "effect/Scope"
 import * as Http1Server from "../http/Http1Server.ts"
 import type { Http1ServerOptionsInput, ScgiServerOptionsInput } from "../options.ts"
 import * as ScgiServer from "../scgi/ScgiServer.ts"
+import type { Stats } from "../stats/ServerStats.ts"
 
 /**
  * The module could not be loaded or does not export an app.
@@ -33,6 +38,79 @@ export class AppLoadError extends Data.TaggedError("AppLoadError")<{
     return `cannot load ${this.module}: ${this.reason}`
   }
 }
+
+/**
+ * The app asked for a service while it was being built (its routes, its `HttpApi` groups, a
+ * layer it provides to its requests), and nothing provides that service.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class MissingService extends Data.TaggedError("MissingService")<{
+  readonly module: string
+  /** The service's key, e.g. `app/UserRepo`. */
+  readonly service: string
+}> {
+  override get message(): string {
+    return (
+      `${this.module}: the app needs the service ${this.service}, which nothing provides; ` +
+      "provide it in the module (Layer.provide for what its layers build with, " +
+      "HttpRouter.provideRequest for what its handlers use)"
+    )
+  }
+}
+
+/**
+ * What the servers provide to an app besides the request: `Http1Server.layer` and
+ * `ScgiServer.layer` give the same.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ServerServices =
+  | HttpServer.HttpServer
+  | Stats
+  | NodeServices.NodeServices
+  | HttpPlatform.HttpPlatform
+  | Etag.Generator
+
+/**
+ * An app `effect-appserver serve` can run: it needs nothing but the request and what the server
+ * provides. Node strips types, so the command cannot see what a module's app requires; a module
+ * can have TypeScript check it instead, naming any service left over:
+ *
+ * ```ts
+ * export default app satisfies ServableApp
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ServableApp = Effect.Effect<
+  HttpServerResponse.HttpServerResponse,
+  unknown,
+  HttpServerRequest | Scope.Scope | ServerServices
+>
+
+/**
+ * An `HttpRouter` layer `effect-appserver serve` can run: its routes need nothing but the request
+ * and what the server provides (`HttpRouter.provideRequest(layer)` provides the rest).
+ *
+ * ```ts
+ * export default routes satisfies ServableRoutes
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ServableRoutes = Layer.Layer<
+  never,
+  unknown,
+  | HttpRouter.HttpRouter
+  | ServerServices
+  | HttpRouter.Request<"Requires" | "GlobalRequires", HttpRouter.Provided | ServerServices>
+  | HttpRouter.Request<"Error" | "GlobalError", unknown>
+>
 
 type App = Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, HttpServerRequest>
 type Routes = Layer.Layer<never, unknown, HttpRouter.HttpRouter>
@@ -126,10 +204,40 @@ export const formatListening = (address: NetAddress.SocketAddress, scheme = "htt
     ? `unix:${address.path}`
     : HttpServer.formatAddress(address).replace(/^http:/, `${scheme}:`)
 
-const serveLayer = (served: Served): Layer.Layer<never, unknown, HttpServer.HttpServer> =>
-  served._tag === "App"
+/**
+ * The key of the service a defect says is missing. Effect has no typed error for it: looking up
+ * a service that is not in the context throws `Error("Service not found: KEY")` (Context.ts),
+ * which becomes a defect, so its message is all there is to recognise.
+ *
+ * @since 0.1.0
+ */
+export const missingServiceOf = <E>(cause: Cause.Cause<E>): string | undefined => {
+  for (const reason of cause.reasons) {
+    if (Cause.isDieReason(reason) && reason.defect instanceof Error) {
+      const match = /^Service not found: (.+)$/.exec(reason.defect.message)
+      if (match !== null) return match[1]
+    }
+  }
+  return undefined
+}
+
+/**
+ * Serves the app. Building the layer builds the app: an `HttpRouter` layer adds its routes then,
+ * and whatever a layer looks up while it builds is looked up at startup. A service missing then
+ * is a `MissingService` naming it, before the server reports that it is listening.
+ */
+const serveLayer = (served: Served, module: string): Layer.Layer<never, unknown, HttpServer.HttpServer> =>
+  (served._tag === "App"
     ? HttpServer.serve(served.app)
     : HttpRouter.serve(served.routes, { disableLogger: true, disableListenLog: true })
+  ).pipe(
+    Layer.catchCause((cause) => {
+      const service = missingServiceOf(cause)
+      return Layer.effectDiscard(
+        service === undefined ? Effect.failCause(cause) : Effect.fail(new MissingService({ module, service }))
+      )
+    })
+  )
 
 /**
  * Which server to run, with its options.
@@ -157,5 +265,5 @@ export const serve = (module: string, how: ServeProtocol) =>
       )
     )
     const server = how.protocol === "scgi" ? ScgiServer.layer(how.options) : Http1Server.layer(how.options)
-    yield* Layer.launch(announce.pipe(Layer.provideMerge(serveLayer(served)), Layer.provide(server)))
+    yield* Layer.launch(announce.pipe(Layer.provideMerge(serveLayer(served, ref.path)), Layer.provide(server)))
   })
