@@ -4,6 +4,13 @@
  * @since 0.1.0
  */
 
+/**
+ * What `effect-appserver serve` can run, for modules to check with `satisfies`: the command cannot
+ * see an app's requirements at run time, TypeScript can.
+ *
+ * @since 0.1.0
+ */
+export type { ServableApp, ServableRoutes, ServerServices } from "./cli/serve.ts"
 export {
   AddressInUse,
   BadAddress,

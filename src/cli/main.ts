@@ -1,143 +1,278 @@
 /**
- * The `effect-appserver` command.
+ * The `effect-appserver` command, on `effect/cli`: `serve <module>[:export]` with flags derived
+ * from the options Schemas, plus `--help`, `--version`, `--completions SHELL` and `--log-level`.
+ *
+ * Exit codes: 0 when stopped by a signal (or after --help, --version, --completions), 1 for a
+ * failure at run time (the module cannot be loaded, the address cannot be bound, a service is
+ * missing), 2 for a command line that cannot be used, with a message naming the flag, 130 for a
+ * second signal while stopping.
  *
  * @since 0.1.0
  */
 
 import * as Fs from "node:fs"
+import * as Path from "node:path"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Effect, Exit, Result, Schema } from "effect"
-import { Http1ServerOptions, ScgiServerOptions } from "../options.ts"
-import { type Flag, flagName, flagsOf, parseArgs } from "./args.ts"
+import * as NodeServices from "@effect/platform-node/NodeServices"
+import { Cause, Console, Context, Data, Effect, Exit, Layer, Schema, type SchemaAST } from "effect"
+import { Argument, CliConfig, CliError, CliOutput, Command, Flag, GlobalFlag, TerminalCapabilities } from "effect/cli"
+import { InvalidOptions } from "../errors.ts"
+import { decodeOptions, Http1ServerOptions, ScgiServerOptions } from "../options.ts"
+import { type FlagValue, formatSize, givenOptions, isSizeField, type OptionFlag, optionFlags } from "./flags.ts"
 import { serve } from "./serve.ts"
 
-/** Flags that the command line has in place of the nested `tls` option: PEM files to read. */
-const tlsFlags: ReadonlyArray<Flag> = [
-  {
-    name: "tls-cert",
-    key: "tlsCert",
-    kind: "string",
-    choices: [],
-    description: "PEM certificate (chain) file; with --tls-key, serve HTTPS."
-  },
-  { name: "tls-key", key: "tlsKey", kind: "string", choices: [], description: "PEM private key file." },
-  {
-    name: "tls-ca",
-    key: "tlsCa",
-    kind: "string",
-    choices: [],
-    description: "PEM CA file: ask clients for a certificate and verify it against these CAs."
-  }
+/**
+ * A command line that parses but cannot be used: flags that exclude each other or do not apply.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+
+const http1Defaults: Readonly<Record<string, unknown>> = Schema.decodeUnknownSync(Http1ServerOptions)({})
+const scgiDefaults: Readonly<Record<string, unknown>> = Schema.decodeUnknownSync(ScgiServerOptions)({})
+
+/** The options each protocol takes; the TLS file flags stand for HTTP's `tls`. */
+const optionsOf = {
+  http: new Set([...Object.keys(Http1ServerOptions.fields), "tlsCert", "tlsKey", "tlsCa"]),
+  scgi: new Set(Object.keys(ScgiServerOptions.fields))
+} as const
+
+/** The defaults and the protocol an option applies to, for --help. */
+const note = (key: string, ast: SchemaAST.AST): string => {
+  const format = (value: unknown) =>
+    typeof value === "number" && isSizeField(key, ast) ? formatSize(value) : JSON.stringify(value)
+  const only = !optionsOf.scgi.has(key) ? "HTTP only" : !optionsOf.http.has(key) ? "SCGI only" : undefined
+  const fallback = http1Defaults[key] ?? scgiDefaults[key]
+  if (only !== undefined) return fallback === undefined ? `(${only})` : `(default ${format(fallback)}; ${only})`
+  if (fallback === undefined) return ""
+  const http = format(http1Defaults[key])
+  const scgi = format(scgiDefaults[key])
+  return http === scgi ? `(default ${http})` : `(default ${http}; ${scgi} with --protocol scgi)`
+}
+
+// One flag per option of either server, with HTTP's description where both have the option
+// (SCGI's options first, then HTTP's own). `tls` is given as files and `environ`, a record, in code.
+const schemaFlags = optionFlags(
+  { ...ScgiServerOptions.fields, ...Http1ServerOptions.fields },
+  { rename: { path: "socket" }, exclude: ["tls", "environ"], octal: ["socketMode"], note }
+)
+
+/** The command line's form of the nested `tls` option: PEM files, read once the flags are checked. */
+const pemFlag = (key: string, name: string, description: string): OptionFlag => ({
+  key,
+  name,
+  flag: Flag.File(name).pipe(Flag.withDescription(`${description} (HTTP only)`), Flag.optional)
+})
+
+const flags: ReadonlyArray<OptionFlag> = [
+  ...schemaFlags,
+  pemFlag("tlsCert", "tls-cert", "PEM certificate (chain) file; with --tls-key, serve HTTPS."),
+  pemFlag("tlsKey", "tls-key", "PEM private key file."),
+  pemFlag("tlsCa", "tls-ca", "PEM CA file: ask clients for a certificate and verify it against these CAs.")
 ]
 
-const protocolFlag: Flag = {
-  name: "protocol",
-  key: "protocol",
-  kind: "string",
-  choices: ["http", "scgi"],
-  description: "Speak HTTP/1.1 to clients, or SCGI to a front end such as nginx (default port 4000)."
+const flagNames: ReadonlyMap<string, string> = new Map(flags.map((flag) => [flag.key, flag.name]))
+
+/** The flag that sets an option, for messages: `maxBodySize` → `--max-body-size`. */
+const flagOf = (option: string): string => {
+  const key = option.split(".")[0]
+  if (key === "tls") return "--tls-cert/--tls-key"
+  return `--${flagNames.get(key) ?? key}`
 }
 
-const overrides = {
-  rename: { path: "socket" },
-  exclude: ["tls", "environ"],
-  implicit: { accessLog: "combined" },
-  octal: ["socketMode"]
-}
-const httpFlags = flagsOf(Http1ServerOptions.fields, overrides)
-const flags: ReadonlyArray<Flag> = [protocolFlag, ...httpFlags, ...tlsFlags]
-const defaults: Record<string, unknown> = { protocol: "http", ...Schema.decodeUnknownSync(Http1ServerOptions)({}) }
-/** The options SCGI takes: the rest of the flags are HTTP's only. */
-const scgiKeys = new Set(flagsOf(ScgiServerOptions.fields, overrides).map((flag) => flag.key))
+type Given = Readonly<Record<string, FlagValue>>
 
-/** Refuses flags that do not apply to SCGI (keep-alive, TLS and HTTP's own limits), naming them. */
-const scgiOptions = (options: Readonly<Record<string, string | number | boolean>>): Record<string, unknown> => {
-  for (const key of Object.keys(options)) {
-    if (!scgiKeys.has(key)) {
-      const flag = flags.find((f) => f.key === key)?.name ?? flagName(key)
-      fail(`--${flag} does not apply to --protocol scgi`, 2)
-    }
-  }
-  return options
+/** Refuses flags that do not apply to the protocol (to SCGI: keep-alive, TLS, HTTP's own limits). */
+const checkProtocol = (protocol: keyof typeof optionsOf, given: Given): Effect.Effect<void, UsageError> => {
+  const key = Object.keys(given).find((key) => !optionsOf[protocol].has(key))
+  return key === undefined
+    ? Effect.void
+    : Effect.fail(new UsageError({ message: `${flagOf(key)} does not apply to --protocol ${protocol}` }))
 }
 
-const readPem = (flag: string, path: string): string => {
-  try {
-    return Fs.readFileSync(path, "utf8")
-  } catch (error) {
-    return fail(`--${flag}: cannot read ${path}: ${error instanceof Error ? error.message : String(error)}`, 2)
-  }
+// A unix socket, an inherited descriptor and systemd's socket each replace TCP's host and port;
+// given together, one of them would be ignored without a word.
+const listenTargets = ["path", "fd", "systemd"] as const
+const tcpOnly = ["host", "port", "ipv6Only"] as const
+
+const checkTarget = (given: Given): Effect.Effect<void, UsageError> => {
+  const isGiven = (key: string) => given[key] !== undefined && given[key] !== false
+  const targets = listenTargets.filter(isGiven)
+  const conflicts = targets.length > 1 ? targets.slice(1) : tcpOnly.filter(isGiven)
+  if (targets.length === 0 || conflicts.length === 0) return Effect.void
+  return Effect.fail(
+    new UsageError({ message: `${flagOf(targets[0])} and ${flagOf(conflicts[0])} exclude each other` })
+  )
 }
+
+const readPem = (key: string, path: string): Effect.Effect<string, UsageError> =>
+  Effect.try({
+    try: () => Fs.readFileSync(path, "utf8"),
+    catch: (error) =>
+      new UsageError({
+        message: `${flagOf(key)}: cannot read ${path}: ${error instanceof Error ? error.message : String(error)}`
+      })
+  })
 
 /** Turns the TLS file flags into the `tls` option. */
-const withTls = (options: Readonly<Record<string, string | number | boolean>>): Record<string, unknown> => {
-  const { tlsCert, tlsKey, tlsCa, ...rest } = options
-  if (tlsCert === undefined && tlsKey === undefined && tlsCa === undefined) return rest
-  if (typeof tlsCert !== "string" || typeof tlsKey !== "string") {
-    return fail("--tls-cert and --tls-key go together", 2)
-  }
-  return {
-    ...rest,
-    tls: {
-      cert: readPem("tls-cert", tlsCert),
-      key: readPem("tls-key", tlsKey),
-      ...(typeof tlsCa === "string" ? { ca: readPem("tls-ca", tlsCa), requestCert: true } : {})
+const withTls = (given: Given): Effect.Effect<Record<string, unknown>, UsageError> =>
+  Effect.gen(function* () {
+    const { tlsCert, tlsKey, tlsCa, ...rest } = given
+    if (tlsCert === undefined && tlsKey === undefined && tlsCa === undefined) return rest
+    if (typeof tlsCert !== "string" || typeof tlsKey !== "string") {
+      return yield* new UsageError({ message: "--tls-cert and --tls-key go together" })
     }
-  }
-}
+    const ca = typeof tlsCa === "string" ? { ca: yield* readPem("tlsCa", tlsCa), requestCert: true } : {}
+    return { ...rest, tls: { cert: yield* readPem("tlsCert", tlsCert), key: yield* readPem("tlsKey", tlsKey), ...ca } }
+  })
+
+const serveCommand = Command.make(
+  "serve",
+  {
+    module: Argument.File("module").pipe(
+      Argument.withDescription(
+        "The module to serve, relative to the working directory: its default export, or with " +
+          "MODULE:NAME its export NAME (split at the last ':' when NAME is an identifier and " +
+          "MODULE:NAME is not itself a file)."
+      )
+    ),
+    protocol: Flag.Literals("protocol", ["http", "scgi"]).pipe(
+      Flag.withDescription("Speak HTTP/1.1 to clients, or SCGI to a front end such as nginx. (default http)"),
+      Flag.withDefault("http")
+    ),
+    options: Object.fromEntries(flags.map((flag) => [flag.key, flag.flag]))
+  },
+  Effect.fnUntraced(function* ({ module, protocol, options }) {
+    const given = givenOptions(options)
+    yield* checkTarget(given)
+    yield* checkProtocol(protocol, given)
+    // The server decodes its options too; decoding them here reports a value the Schema refuses
+    // before the module is loaded.
+    if (protocol === "scgi") {
+      const decoded = yield* decodeOptions(ScgiServerOptions, given)
+      return yield* serve(module, { protocol: "scgi", options: decoded })
+    }
+    const decoded = yield* decodeOptions(Http1ServerOptions, yield* withTls(given))
+    return yield* serve(module, { protocol: "http", options: decoded })
+  })
+).pipe(
+  Command.withDescription(
+    "Serves an Effect HTTP app (Effect<HttpServerResponse, E, HttpServerRequest>) or an HttpRouter " +
+      "layer exported by a module. Prints `listening on URL` once ready; stops gracefully on " +
+      "SIGINT/SIGTERM. Sizes take k, m and g suffixes (64k, 10m); timeouts are seconds."
+  ),
+  Command.withShortDescription("Serve an Effect HTTP app from a module"),
+  Command.withExamples([
+    { command: "effect-appserver serve app.ts --port 8080", description: "Serve app.ts's default export" },
+    { command: "effect-appserver serve app.ts:ApiLive --max-body-size 10m", description: "Serve a named export" },
+    {
+      command: "effect-appserver serve app.ts --protocol scgi --socket /run/app.sock --socket-mode 660",
+      description: "Serve SCGI to nginx on a unix socket"
+    }
+  ])
+)
+
+const command = Command.make("effect-appserver").pipe(
+  Command.withDescription("Application servers for Effect HTTP apps: HTTP/1.1 and SCGI."),
+  Command.withSubcommands([serveCommand])
+)
 
 /**
- * The usage text, generated from the options Schema.
+ * The package's version, from the nearest package.json above this module named effect-appserver:
+ * found the same way from src/cli/ and from a build's dist/cli/, and never another package's.
  *
  * @since 0.1.0
  */
-export const usage = (): string => {
-  const lines = flags.map((flag) => {
-    const value =
-      flag.kind === "boolean"
-        ? ""
-        : flag.choices.length > 0
-          ? ` ${flag.choices.join("|")}`
-          : flag.kind === "number"
-            ? " N"
-            : " TEXT"
-    const fallback = defaults[flag.key] === undefined ? "" : ` (default: ${JSON.stringify(defaults[flag.key])})`
-    return `  --${flag.name}${value}\n      ${flag.description}${fallback}`
-  })
-  return [
-    "usage: effect-appserver serve <module> [options]",
-    "",
-    "Serves the default export of <module>: an Effect HTTP app",
-    "(Effect<HttpServerResponse, E, HttpServerRequest>) or an HttpRouter layer.",
-    "Prints `listening on URL` when ready; stops gracefully on SIGINT/SIGTERM.",
-    "With --protocol scgi the port defaults to 4000, --max-header-size bounds the SCGI",
-    "header netstring (default 64k), and the keep-alive, TLS and HTTP-limit flags do not apply.",
-    "",
-    "options (sizes accept k, m and g suffixes: 64k, 10m; timeouts are seconds):",
-    ...lines,
-    "  -h, --help",
-    "      Show this help."
-  ].join("\n")
-}
-
-const fail = (message: string, code: number): never => {
-  process.stderr.write(`effect-appserver: ${message}\n`)
-  process.exit(code)
-}
-
-/** Exit codes: 0 stopped by a signal or done, 1 runtime failure (bind, load), 2 usage. */
-const exitCode = (error: unknown): number =>
-  typeof error === "object" && error !== null && "_tag" in error && error._tag === "InvalidOptions" ? 2 : 1
-
-const describe = (error: unknown): string => {
-  if (typeof error === "object" && error !== null && "_tag" in error && error._tag === "InvalidOptions") {
-    const option = "option" in error && typeof error.option === "string" ? error.option : ""
-    const detail = "detail" in error && typeof error.detail === "string" ? error.detail : String(error)
-    const flag = option === "path" ? "socket" : option.startsWith("tls") ? "tls-cert/--tls-key" : flagName(option)
-    return option === "" ? `invalid options: ${detail}` : `invalid value for --${flag}: ${detail}`
+export const packageVersion = (from: string = import.meta.dirname): string => {
+  for (let dir = from; ; dir = Path.dirname(dir)) {
+    const file = Path.join(dir, "package.json")
+    if (Fs.existsSync(file)) {
+      const json: unknown = JSON.parse(Fs.readFileSync(file, "utf8"))
+      if (typeof json === "object" && json !== null && "name" in json && json.name === "effect-appserver") {
+        return "version" in json && typeof json.version === "string" ? json.version : "unknown"
+      }
+    }
+    if (Path.dirname(dir) === dir) return "unknown"
   }
-  return error instanceof Error ? error.message : String(error)
 }
+
+/** Which of the command line's words is a flag's name, for messages about stray values. */
+const flagBefore = (argv: ReadonlyArray<string>, value: string): OptionFlag | undefined => {
+  const index = argv.indexOf(value)
+  const previous = index > 0 ? argv[index - 1] : ""
+  return flags.find((flag) => previous === `--${flag.name}`)
+}
+
+/** effect/cli's messages, with the flag named where effect/cli names none. */
+const describeCliError = (argv: ReadonlyArray<string>, error: CliError.CliError): string => {
+  switch (error._tag) {
+    case "MissingArgument":
+      return `missing <${error.argument}> (try --help)`
+    case "UnexpectedArgument": {
+      // `--no-delay maybe`: a boolean flag takes a value only as true/false (or yes/no, on/off,
+      // 1/0), so the word after it became a positional argument; name the flag instead.
+      const stray = error.arguments[0]
+      const flag = flagBefore(argv, stray)
+      return flag === undefined
+        ? `${error.message} (serve takes one <module>; try --help)`
+        : `--${flag.name}: expected true or false, got ${JSON.stringify(stray)}`
+    }
+    default:
+      return error.message
+  }
+}
+
+const fail = (message: string): Effect.Effect<void> => Console.error(`effect-appserver: ${message}`)
+
+/**
+ * Help on stdout; a command line that cannot be parsed on stderr, one line per error, without
+ * effect/cli's default of printing the whole help first (30 flags bury the one message).
+ */
+const presenter = (argv: ReadonlyArray<string>): CliOutput.Presenter => ({
+  present: (event) =>
+    Effect.gen(function* () {
+      const context = yield* Effect.context<never>()
+      const formatter =
+        Context.getOrUndefined(context, CliOutput.Formatter) ??
+        CliOutput.defaultFormatter({ colors: Context.get(context, TerminalCapabilities.TerminalCapabilities).canColor })
+      switch (event._tag) {
+        case "Help":
+          return yield* Console.log(formatter.formatHelpDoc(event.helpDoc))
+        case "Version":
+          return yield* Console.log(formatter.formatVersion(event.name, event.version))
+        case "InvalidInvocation":
+          return yield* Effect.forEach(event.errors, (error) => fail(describeCliError(argv, error)), { discard: true })
+      }
+    })
+})
+
+/** Reports a failure and gives the exit code: 2 for the command line, 1 for the rest. */
+const report = (error: unknown): Effect.Effect<number> => {
+  if (CliError.isCliError(error)) {
+    // Parse errors were presented already; ShowHelp without errors is a bare `effect-appserver`.
+    return error._tag === "ShowHelp" ? Effect.succeed(2) : Effect.as(fail(error.message), 2)
+  }
+  if (error instanceof InvalidOptions) {
+    const message =
+      error.option === ""
+        ? `invalid options: ${error.detail}`
+        : `invalid value for ${flagOf(error.option)}: ${error.detail}`
+    return Effect.as(fail(message), 2)
+  }
+  if (error instanceof UsageError) return Effect.as(fail(error.message), 2)
+  return Effect.as(fail(error instanceof Error ? error.message : String(error)), 1)
+}
+
+/**
+ * While `serve` is the only command, the program's help is its help: `effect-appserver --help`
+ * and `effect-appserver help` show every flag, as `effect-appserver serve --help` does.
+ */
+const helpAliases = (argv: ReadonlyArray<string>): ReadonlyArray<string> =>
+  argv.length === 1 && ["help", "--help", "-h"].includes(argv[0]) ? ["serve", "--help"] : argv
+
+// An interactive wizard does not fit a server, configured from scripts and unit files.
+const builtIns = GlobalFlag.BuiltIns.filter((flag) => flag !== GlobalFlag.Wizard)
 
 /**
  * Runs the command line.
@@ -145,28 +280,6 @@ const describe = (error: unknown): string => {
  * @since 0.1.0
  */
 export const main = (argv: ReadonlyArray<string>): void => {
-  const [command, ...rest] = argv
-  if (command === undefined || command === "help" || command === "--help" || command === "-h") {
-    process.stdout.write(`${usage()}\n`)
-    if (command === undefined) process.exit(2)
-    return
-  }
-  if (command !== "serve") fail(`unknown command ${JSON.stringify(command)} (try --help)`, 2)
-  const parsed = parseArgs(rest, flags)
-  if (Result.isFailure(parsed)) {
-    fail(parsed.failure.message, 2)
-    return
-  }
-  if (parsed.success.help) {
-    process.stdout.write(`${usage()}\n`)
-    return
-  }
-  const [module, ...extra] = parsed.success.positional
-  if (module === undefined || extra.length > 0) {
-    fail("serve takes exactly one <module> (try --help)", 2)
-    return
-  }
-
   // A second SIGINT/SIGTERM while stopping exits at once.
   let signals = 0
   const onSignal = () => {
@@ -175,21 +288,25 @@ export const main = (argv: ReadonlyArray<string>): void => {
   process.on("SIGINT", onSignal)
   process.on("SIGTERM", onSignal)
 
-  const { protocol, ...options } = parsed.success.options
-  const program = (
-    protocol === "scgi"
-      ? serve(module, { protocol: "scgi", options: scgiOptions(options) })
-      : serve(module, { protocol: "http", options: withTls(options) })
-  ).pipe(
-    Effect.catchCause((cause) => {
-      const failure = Cause.findErrorOption(cause)
-      if (failure._tag === "Some") return Effect.sync(() => fail(describe(failure.value), exitCode(failure.value)))
-      return Effect.failCause(cause)
-    })
+  const program = Command.runWith(command, { version: packageVersion() })(helpAliases(argv)).pipe(
+    Effect.as(0),
+    Effect.catch(report),
+    Effect.provide(
+      Layer.mergeAll(NodeServices.layer, CliConfig.layer({ builtIns }), CliOutput.layerPresenter(presenter(argv)))
+    )
   )
   NodeRuntime.runMain(program, {
     disableErrorReporting: false,
     // Stopped by a signal is a clean exit for a server.
-    teardown: (exit, onExit) => onExit(Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : 1)
+    teardown: (exit, onExit) =>
+      onExit(
+        Exit.isSuccess(exit)
+          ? typeof exit.value === "number"
+            ? exit.value
+            : 0
+          : Cause.hasInterruptsOnly(exit.cause)
+            ? 0
+            : 1
+      )
   })
 }
