@@ -118,3 +118,18 @@ export class BodyTimeout extends Schema.TaggedError<BodyTimeout>()("BodyTimeout"
     return `request body not received within ${this.timeout} s`
   }
 }
+
+/**
+ * The app asked to switch protocols (`request.upgrade`) on a server that cannot: SCGI, where the
+ * front end owns the client's connection. The cause of the `HttpServerError` the upgrade fails with.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UpgradeUnavailable extends Schema.TaggedError<UpgradeUnavailable>()("UpgradeUnavailable", {
+  protocol: Schema.Literal("scgi")
+}) {
+  override get message(): string {
+    return `connection upgrades are not possible over ${this.protocol.toUpperCase()}`
+  }
+}

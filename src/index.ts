@@ -19,7 +19,8 @@ export {
   IncompleteBody,
   InvalidOptions,
   MaxSizeExceeded,
-  PermissionDenied
+  PermissionDenied,
+  UpgradeUnavailable
 } from "./errors.ts"
 /**
  * Several apps mounted at path prefixes as one app (`PathDispatcher.make({ "/": root, "/blog": blog })`).

@@ -158,6 +158,21 @@ export const Http1ServerOptions = Schema.Struct({
     Schema.String.check(Schema.isPattern(/^[\x20-\x7e]*$/, { message: "printable ASCII only" })),
     "effect-appserver",
     "Value of the Server response header; empty to send none."
+  ),
+  websocketMaxMessageSize: field(
+    int(125, Number.MAX_SAFE_INTEGER),
+    64 * MiB,
+    "Largest WebSocket message in bytes; a larger one closes the socket with 1009 (message too big)."
+  ),
+  websocketPingInterval: field(
+    seconds,
+    30,
+    "Seconds between pings on each WebSocket; a peer that has not answered the previous ping is dropped. 0 for none."
+  ),
+  websocketCompression: field(
+    Schema.Boolean,
+    false,
+    "Offer permessage-deflate compression (RFC 7692) to WebSocket clients that ask for it."
   )
 })
 

@@ -18,7 +18,7 @@ import { type TlsInfo, tlsInfoOf } from "../listen/Tls.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
 import type { Admission, Waiter } from "../wire/Admission.ts"
 import type { Refusal } from "../wire/Refusal.ts"
-import { Exchange, type ExchangeHost } from "./Exchange.ts"
+import { Exchange, type ExchangeHost, type Takeover } from "./Exchange.ts"
 import type { Protocol, RequestDecoder } from "./Protocol.ts"
 
 /**
@@ -137,6 +137,8 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
   private sendDeadline = 0
   private sendMarkLength = 0
   private sendMarkQueue = 0
+  /** What keeps the connection alive once it has switched protocols. */
+  private takeover: Takeover | undefined
 
   constructor(socket: Net.Socket, server: ConnectionServer<H, X>) {
     this.socket = socket
@@ -210,6 +212,35 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
     this.deadline = a === 0 ? b : b === 0 ? a : Math.min(a, b)
   }
 
+  // Switching protocols
+
+  handOver(): { readonly socket: Net.Socket; readonly rest: Buffer } {
+    const socket = this.socket
+    this.flush()
+    // Paused, so that what arrives (or `rest`, unshifted) waits for the new protocol's reader.
+    socket.pause()
+    socket.off("data", onSocketData)
+    if (this.drainListening) {
+      this.drainListening = false
+      socket.off("drain", onSocketDrain)
+    }
+    const rest = this.decoder?.rest() ?? Buffer.alloc(0)
+    this.decoder = undefined
+    this.outputBlocked = false
+    this.state = ConnState.Upgraded
+    this.phase = Phase.None
+    this.phaseDeadline = 0
+    this.sendDeadline = 0
+    this.updateDeadline()
+    return { socket, rest }
+  }
+
+  watch(takeover: Takeover): void {
+    if (this.state !== ConnState.Upgraded) return
+    this.takeover = takeover
+    this.deadline = takeover.deadline
+  }
+
   private get writeQueue(): number {
     return (this.socket as WithWriteQueue)._handle?.writeQueueSize ?? 0
   }
@@ -240,7 +271,15 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
    * connection closes; a peer that took none of the pending output within sendTimeout is dropped.
    */
   timeout(now: number): void {
-    if (this.state === ConnState.Closed) return
+    const state = this.state
+    if (state === ConnState.Closed) return
+    if (state === ConnState.Upgraded) {
+      const takeover = this.takeover
+      if (takeover === undefined) return
+      takeover.tick(now)
+      this.deadline = takeover.deadline
+      return
+    }
     if (this.sendDeadline !== 0 && now >= this.sendDeadline) {
       // Progress is any byte taken: the Writable's length falls as writes complete, libuv's
       // queue as a partial write goes out.
@@ -262,7 +301,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
     const stats = this.server.stats
     switch (phase) {
       case Phase.Head: {
-        if (this.state >= ConnState.Lingering) return
+        if (this.state >= ConnState.Upgraded) return
         stats.timeouts.headers++
         if (this.current === undefined && this.decoder !== undefined && !this.decoder.idle) {
           this.write(this.server.protocol.simpleResponse(408, "request head not received in time\n", true))
@@ -271,12 +310,12 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
         return
       }
       case Phase.Idle:
-        if (this.state >= ConnState.Lingering) return
+        if (this.state >= ConnState.Upgraded) return
         stats.timeouts.keepAlive++
         this.closeIdle()
         return
       case Phase.Body: {
-        if (this.state >= ConnState.Lingering) return
+        if (this.state >= ConnState.Upgraded) return
         stats.timeouts.request++
         this.lastExchange()
         const exchange = this.current
@@ -326,7 +365,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
   onData(chunk: Buffer): void {
     const state = this.state
     // Lingering: what the peer still sends is discarded.
-    if (state >= ConnState.Lingering) return
+    if (state >= ConnState.Upgraded) return
     if (state === ConnState.Idle) {
       this.state = ConnState.Active
       this.setPhase(Phase.Head, this.server.config.headersTimeout)
@@ -364,6 +403,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
 
   onClose(): void {
     this.state = ConnState.Closed
+    this.takeover = undefined
     this.phase = Phase.None
     this.phaseDeadline = 0
     this.sendDeadline = 0
@@ -478,6 +518,18 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
   get stop(): Effect.Effect<void> {
     return Effect.suspend(() => {
       const exchange = this.current
+      if (this.state === ConnState.Upgraded && exchange !== undefined) {
+        // The app's fiber owns the switched protocol: interrupting it closes the protocol its
+        // way (a WebSocket sends 1001, going away), then the socket goes once that is written.
+        return Effect.timeoutOption(exchange.interrupt, interruptGrace).pipe(
+          Effect.ensuring(
+            Effect.sync(() => {
+              if (this.state !== ConnState.Closed) this.socket.destroySoon()
+            })
+          ),
+          Effect.asVoid
+        )
+      }
       this.destroy()
       return exchange === undefined
         ? Effect.void
@@ -494,7 +546,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
 
   /** Closes a connection with nothing in flight: FIN once written data is out. */
   private closeIdle(): void {
-    if (this.state >= ConnState.Lingering) return
+    if (this.state >= ConnState.Upgraded) return
     this.state = ConnState.Lingering
     this.setPhase(Phase.Linger, lingerMillis)
     this.socket.destroySoon()
@@ -561,7 +613,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
   private step(): void {
     const config = this.server.config
     for (;;) {
-      if (this.state >= ConnState.Lingering || this.outputBlocked) return
+      if (this.state >= ConnState.Upgraded || this.outputBlocked) return
       const exchange = this.current
       if (exchange !== undefined) {
         if (!exchange.bodyDone) {
@@ -787,7 +839,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
    * into a reset that could destroy the response in flight (RFC 9112 §9.6).
    */
   private end(): void {
-    if (this.state >= ConnState.Lingering) return
+    if (this.state >= ConnState.Upgraded) return
     this.state = ConnState.Lingering
     this.flush()
     const socket = this.socket

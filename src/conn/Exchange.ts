@@ -10,14 +10,31 @@
  *
  * @since 0.1.0
  */
+import type * as Net from "node:net"
 import { Effect, type Exit, Fiber } from "effect"
-import { ClientAbort } from "effect/http/HttpServerError"
+import type * as Headers from "effect/http/Headers"
+import { ClientAbort, type HttpServerError } from "effect/http/HttpServerError"
+import type { HttpServerRequest } from "effect/http/HttpServerRequest"
+import type * as Socket from "effect/socket/Socket"
 import { BodyTimeout } from "../errors.ts"
 import { BodyReader, type BodySource } from "../gateway/BodyReader.ts"
 import type { ResponseInit, ResponseTarget } from "../gateway/ResponseTarget.ts"
 import type { RunExchange } from "../gateway/Runner.ts"
 import type { TlsInfo } from "../listen/Tls.ts"
 import type { EncodedHead } from "../wire/fields.ts"
+
+/**
+ * What keeps a connection that switched protocols alive: the sweep calls `tick` once `deadline`
+ * has passed (a WebSocket's ping, and dropping a peer that did not answer the last one).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Takeover {
+  /** When `tick` is next due (ms since the epoch), 0 for never. */
+  readonly deadline: number
+  tick(now: number): void
+}
 
 /**
  * What an exchange needs from its connection.
@@ -49,6 +66,14 @@ export interface ExchangeHost {
   readonly drain: Effect.Effect<void>
   /** The application's fiber has exited. */
   exchangeDone(exchange: Exchange, exit: Exit.Exit<void, never>): void
+  /**
+   * Hands the socket over to the protocol the connection switches to (after a `101`): the driver
+   * stops reading and timing it, and gives the bytes received beyond the request. The connection
+   * stays counted and is stopped with the server.
+   */
+  handOver(): { readonly socket: Net.Socket; readonly rest: Buffer }
+  /** What keeps the switched connection alive, on the server's sweep. */
+  watch(takeover: Takeover): void
 }
 
 /**
@@ -108,6 +133,10 @@ export abstract class Exchange implements RunExchange, ResponseTarget, BodySourc
   private persistent: boolean
   private framing: Framing = Framing.None
   private remaining = 0
+  private bodyWaiter: (() => void) | undefined = undefined
+  private bodyCut = false
+  /** The connection switched protocols for this exchange (a `101` went out). */
+  upgraded = false
 
   constructor(host: ExchangeHost, maxBodySize: number, keepAlive: boolean, declaredLength: number) {
     this.host = host
@@ -129,6 +158,8 @@ export abstract class Exchange implements RunExchange, ResponseTarget, BodySourc
   abstract readonly tls: TlsInfo | undefined
   /** The peer said this request is its last on the connection: it sends nothing after it. */
   abstract readonly finalRequest: boolean
+  /** Switches the connection to another protocol, as the app asks (`request.upgrade`). */
+  abstract upgrade(request: HttpServerRequest, headers: Headers.Headers): Effect.Effect<Socket.Socket, HttpServerError>
 
   // The response framing, as the protocol encodes it
 
@@ -196,7 +227,45 @@ export abstract class Exchange implements RunExchange, ResponseTarget, BodySourc
   /** No more of the body is read: it is complete, or (`close`) abandoned and the connection closes. */
   bodyEnded(close: boolean): void {
     this.bodyOver = true
-    if (close) this.persistent = false
+    if (close) {
+      this.persistent = false
+      this.bodyCut = true
+    }
+    const waiter = this.bodyWaiter
+    if (waiter !== undefined) {
+      this.bodyWaiter = undefined
+      waiter()
+    }
+  }
+
+  /**
+   * Completes once no more of the body will be read, discarding what the application left
+   * unread (up to the connection's drain limit): true when the body ended where the next bytes
+   * begin, false when it was cut short (over a limit, malformed, late), so the input is not at a
+   * boundary another protocol could start from.
+   */
+  get bodyFinished(): Effect.Effect<boolean> {
+    return Effect.callback<boolean>((resume) => {
+      if (this.bodyOver) return resume(Effect.succeed(!this.bodyCut))
+      this.bodyWaiter = () => resume(Effect.succeed(!this.bodyCut))
+      this.discardMode = true
+      this.host.resumeBody()
+      return Effect.sync(() => {
+        this.bodyWaiter = undefined
+      })
+    })
+  }
+
+  /**
+   * The connection switched protocols: the `101` went out in place of a response, which no
+   * other response may follow; the access log records 101.
+   */
+  switched(): void {
+    this.upgraded = true
+    this.headSent = true
+    this.responseEnded = true
+    this.status = 101
+    this.persistent = false
   }
 
   /** The application is done with a body it did not read: read and discard the rest. */

@@ -52,6 +52,11 @@ export interface RequestDecoder<H extends { readonly _tag: "Head" }> {
   readonly hasWholeHead: boolean
   /** Bytes received and not yet returned as events. */
   readonly buffered: number
+  /**
+   * Takes the bytes received beyond the requests decoded so far, for the protocol a connection
+   * switches to after a `101`; the decoder is not used again.
+   */
+  rest(): Buffer
 }
 
 /**

@@ -43,6 +43,8 @@ export interface ServerSpec<H extends { readonly _tag: "Head" }, X extends Excha
   readonly maxConcurrentRequests: number
   readonly requestQueueTimeout: number
   readonly accessLog: AccessLogFormat | "off"
+  /** Other periods (ms) the sweep serves, such as WebSocket pings. */
+  readonly periods?: ReadonlyArray<number> | undefined
   /** Work before a socket is served (a TLS handshake), given the server's statistics. */
   readonly prepare?: ((stats: ServerStats) => (socket: Net.Socket) => Effect.Effect<Net.Socket | undefined>) | undefined
   /** Per-request services beyond the request itself (SCGI's environment). */
@@ -80,7 +82,8 @@ export const makeServer = <H extends { readonly _tag: "Head" }, X extends Exchan
         driver.requestTimeout,
         driver.keepAliveTimeout,
         driver.sendTimeout,
-        spec.requestQueueTimeout
+        spec.requestQueueTimeout,
+        ...(spec.periods ?? [])
       ],
       refusal: spec.protocol.simpleResponse(503, "server at its connection limit\n", true),
       prepare: spec.prepare?.(stats)

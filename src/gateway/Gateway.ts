@@ -14,7 +14,7 @@ import * as Cookies from "effect/http/Cookies"
 import * as HttpEffect from "effect/http/HttpEffect"
 import type * as Middleware from "effect/http/HttpMiddleware"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
-import { type HttpServerResponse, omitsBody } from "effect/http/HttpServerResponse"
+import { empty, type HttpServerResponse, omitsBody } from "effect/http/HttpServerResponse"
 import type * as Scope from "effect/Scope"
 import type { ResponseInit, ResponseTarget } from "./ResponseTarget.ts"
 import { ServerRequest } from "./ServerRequest.ts"
@@ -179,20 +179,28 @@ const writeRaw = (
   return invalid(target, `unsupported raw response body: ${typeof raw}`)
 }
 
+/** Reported to middleware in place of the response of a request whose connection was upgraded. */
+const switchedProtocols = empty({ status: 101 })
+
 /**
- * Sends `response` for `request`: the `handleResponse` of `HttpEffect.toHandled`.
+ * Sends `response` for `request`: the `handleResponse` of `HttpEffect.toHandled`. For an upgraded
+ * connection nothing is sent, and middleware sees the `101` instead of the app's response.
  *
  * @since 0.1.0
  */
 export const handleResponse = (
   request: HttpServerRequest,
   response: HttpServerResponse
-): Effect.Effect<void, unknown> => {
+): Effect.Effect<unknown, unknown> => {
   if (!(request instanceof ServerRequest)) {
     return Effect.die(new InvalidResponse("request was not received by an effect-appserver server"))
   }
   const target = request.source.response
   const body = response.body
+  if (target.upgraded) {
+    if (body._tag === "Raw") destroyRaw(body.body)
+    return Effect.succeed(switchedProtocols)
+  }
   if (target.closed || target.headSent) {
     if (body._tag === "Raw") destroyRaw(body.body)
     return Effect.void

@@ -41,6 +41,8 @@ export interface ResponseTarget {
   readonly closed: boolean
   /** Whether the head has been sent. */
   readonly headSent: boolean
+  /** The connection switched protocols (a `101` went out): no response is sent. */
+  readonly upgraded: boolean
   /**
    * Sends a whole response; `body` is omitted for responses without content. Returns a
    * description of what is invalid when the head cannot be encoded (nothing is sent then).

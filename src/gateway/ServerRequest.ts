@@ -43,6 +43,11 @@ export interface RequestSource {
   readonly tls: TlsInfo | undefined
   readonly body: BodyReader
   readonly response: ResponseTarget
+  /**
+   * Switches the connection to another protocol (`request.upgrade`), or fails where the
+   * protocol cannot (SCGI).
+   */
+  upgrade(request: Request.HttpServerRequest, headers: Headers.Headers): Effect.Effect<Socket.Socket, HttpServerError>
 }
 
 const HeadersProto: object = Object.getPrototypeOf(Headers.empty)
@@ -351,14 +356,10 @@ export class ServerRequest extends Inspectable.Class implements Request.HttpServ
     return this.upgradeWith({})
   }
 
-  upgradeWith(_options: {
+  upgradeWith(options: {
     readonly headers?: Headers.Input | undefined
   }): Effect.Effect<Socket.Socket, HttpServerError> {
-    return Effect.fail(
-      new HttpServerError({
-        reason: new RequestParseError({ request: this, description: "connection upgrades are not supported" })
-      })
-    )
+    return this.source.upgrade(this, Headers.fromInput(options.headers))
   }
 
   modify(options: {

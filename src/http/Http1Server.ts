@@ -13,6 +13,7 @@
 
 import type * as Net from "node:net"
 import type * as NodeTls from "node:tls"
+import type { WebSocketServer } from "@effect/platform-node/NodeWS"
 import { type Context, Effect, Layer } from "effect"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import type { HttpClient } from "effect/http/HttpClient"
@@ -31,6 +32,7 @@ import {
 } from "../options.ts"
 import type { ServerStats, Stats } from "../stats/ServerStats.ts"
 import { http1Protocol } from "./Http1Protocol.ts"
+import { webSocketServer } from "./Upgrade.ts"
 
 export { type Http1ServerConfig, Http1ServerOptions, type Http1ServerOptionsInput }
 
@@ -77,6 +79,12 @@ export const make = (
     const target = yield* targetOf(config)
     const tlsSettings = config.tls
     const tlsContext = tlsSettings === undefined ? undefined : yield* Tls.secureContext(tlsSettings)
+    const webSocket = {
+      maxMessageSize: config.websocketMaxMessageSize,
+      pingInterval: millis(config.websocketPingInterval),
+      compression: config.websocketCompression
+    }
+    let webSockets: WebSocketServer | undefined
     const protocol = http1Protocol(
       {
         maxRequestLineSize: config.maxRequestLineSize,
@@ -87,7 +95,9 @@ export const make = (
       {
         maxBodySize: config.maxBodySize,
         serverName: config.serverName,
-        scheme: tlsSettings === undefined ? "http" : "https"
+        scheme: tlsSettings === undefined ? "http" : "https",
+        webSocket,
+        webSockets: () => (webSockets ??= webSocketServer(webSocket))
       }
     )
     return yield* makeServer({
@@ -106,6 +116,7 @@ export const make = (
       maxConcurrentRequests: config.maxConcurrentRequests,
       requestQueueTimeout: millis(config.requestQueueTimeout),
       accessLog: config.accessLog,
+      periods: [webSocket.pingInterval],
       prepare:
         tlsContext === undefined || tlsSettings === undefined ? undefined : handshake(config, tlsContext, tlsSettings)
     })

@@ -6,12 +6,19 @@
  *
  * @since 0.1.0
  */
+import type { WebSocketServer } from "@effect/platform-node/NodeWS"
+import type { Effect } from "effect"
+import type * as Headers from "effect/http/Headers"
+import type { HttpServerError } from "effect/http/HttpServerError"
+import type { HttpServerRequest } from "effect/http/HttpServerRequest"
+import type * as Socket from "effect/socket/Socket"
 import { Exchange, type ExchangeHost, Framing } from "../conn/Exchange.ts"
 import type { ResponseInit } from "../gateway/ResponseTarget.ts"
 import type { TlsInfo } from "../listen/Tls.ts"
 import type { EncodedHead } from "../wire/fields.ts"
 import { chunkHeader, continueResponse, encodeHead, lastChunk, simpleResponse } from "./Encoder.ts"
 import type { RequestHead } from "./Parser.ts"
+import { upgrade, type WebSocketSettings } from "./Upgrade.ts"
 
 /**
  * What the exchanges of one server share.
@@ -24,6 +31,9 @@ export interface HttpSettings {
   /** The Server field's value; empty for none. */
   readonly serverName: string
   readonly scheme: "http" | "https"
+  readonly webSocket: WebSocketSettings
+  /** The server's `ws` server, made on first use. */
+  readonly webSockets: () => WebSocketServer
 }
 
 /**
@@ -77,6 +87,10 @@ export class HttpExchange extends Exchange {
   /** RFC 9112 §9.3, §9.6: "close", or HTTP/1.0 without keep-alive. */
   get finalRequest(): boolean {
     return !this.head.keepAlive
+  }
+
+  upgrade(request: HttpServerRequest, headers: Headers.Headers): Effect.Effect<Socket.Socket, HttpServerError> {
+    return upgrade(this, this.host, request, headers, this.settings.webSockets, this.settings.webSocket)
   }
 
   override demand(): void {

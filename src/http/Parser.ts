@@ -204,6 +204,17 @@ export class RequestParser {
     return this.buf.length - this.pos
   }
 
+  /**
+   * Takes the bytes received beyond the messages parsed so far (what a client sent after a
+   * request whose connection switches protocols); the parser is not used again.
+   */
+  rest(): Buffer {
+    const rest = this.buf.subarray(this.pos)
+    this.buf = EMPTY
+    this.pos = 0
+    return rest
+  }
+
   /** Whether the parser is between messages with nothing of the next one received. */
   get idle(): boolean {
     return this.state === HEAD && !this.requestLineDone && !this.skippedEmptyLine && this.buf.length === this.pos

@@ -6,7 +6,8 @@
  * ```
  * New ──bytes──▶ Active ◀──bytes── Idle
  *                  │  └──response, nothing further received──▶ Idle
- *                  └──last response (close, error, stop)──▶ Closing ──▶ Lingering ──▶ Closed
+ *                  ├──last response (close, error, stop)──▶ Closing ──▶ Lingering ──▶ Closed
+ *                  └──101 Switching Protocols──▶ Upgraded ──▶ Closed
  * ```
  *
  * Any state goes to `Closed` when the socket closes (the peer left, a reset, the server stopped).
@@ -28,13 +29,19 @@ export const ConnState = {
   /** Takes no further request: the exchange in progress finishes, then the connection closes. */
   Closing: 3,
   /**
+   * Switched to another protocol after a `101` (a WebSocket, or what the app asked for): the
+   * socket belongs to the app's upgraded `Socket`. Still counted (stats, maxConnections) and
+   * stopped with the server (Go's `StateHijacked`, except that the server keeps track of it).
+   */
+  Upgraded: 4,
+  /**
    * Our side is closed (FIN queued after the last response); what the peer still sends is read
    * and discarded until it closes too or the linger time passes, so unread input cannot turn the
    * close into a reset that destroys the response in flight (RFC 9112 §9.6).
    */
-  Lingering: 4,
+  Lingering: 5,
   /** The socket is closed or being destroyed. */
-  Closed: 5
+  Closed: 6
 } as const
 
 /**

@@ -6,7 +6,12 @@
  *
  * @since 0.1.0
  */
+import { Effect } from "effect"
+import { HttpServerError, RequestParseError } from "effect/http/HttpServerError"
+import type { HttpServerRequest } from "effect/http/HttpServerRequest"
+import type * as Socket from "effect/socket/Socket"
 import { Exchange, type ExchangeHost } from "../conn/Exchange.ts"
+import { UpgradeUnavailable } from "../errors.ts"
 import type { ResponseInit } from "../gateway/ResponseTarget.ts"
 import type { TlsInfo } from "../listen/Tls.ts"
 import type { EncodedHead } from "../wire/fields.ts"
@@ -62,6 +67,22 @@ export class ScgiExchange extends Exchange {
   /** A front end sends nothing after its request (SCGI: one request per connection). */
   get finalRequest(): boolean {
     return true
+  }
+
+  /**
+   * SCGI cannot switch protocols: the front end owns the client's connection and nginx's SCGI
+   * module passes no upgrade through (proxy WebSockets to the HTTP server instead).
+   */
+  upgrade(request: HttpServerRequest): Effect.Effect<Socket.Socket, HttpServerError> {
+    return Effect.fail(
+      new HttpServerError({
+        reason: new RequestParseError({
+          request,
+          description: "connection upgrades are not possible over SCGI: serve WebSockets with the HTTP server",
+          cause: new UpgradeUnavailable({ protocol: "scgi" })
+        })
+      })
+    )
   }
 
   protected encodeHead(init: ResponseInit): EncodedHead | string {

@@ -130,6 +130,11 @@ export class ScgiParser {
     return this.buf.length - this.pos
   }
 
+  /** Nothing: SCGI never switches protocols (the front end owns the client's connection). */
+  rest(): Buffer {
+    return EMPTY
+  }
+
   /** Whether the header netstring has started arriving but is not complete. */
   get inHead(): boolean {
     return this.state === HEADERS || (this.state === LENGTH && (this.lengthDigits > 0 || this.buf.length > this.pos))
