@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Schema } from "effect"
+import { Config, ConfigProvider, Effect, Schema, SchemaIssue } from "effect"
 import { InvalidOptions } from "./errors.ts"
 
 const int = (minimum: number, maximum: number) =>
@@ -259,3 +259,67 @@ export const decodeOptions = <S extends Schema.Decoder<unknown>>(
   Schema.decodeUnknownEffect(schema)(input, { onExcessProperty: "error" }).pipe(
     Effect.mapError((error) => describe(error.message))
   )
+
+/**
+ * Reads a Config, remembering the last path it loaded from the provider: the variable a value
+ * came from, which Config does not otherwise tell.
+ */
+const readRecording = <A>(
+  config: Config.Config<A>
+): Effect.Effect<
+  { readonly value: A; readonly path: ReadonlyArray<string | number> | undefined },
+  Config.ConfigError
+> =>
+  Effect.gen(function* () {
+    const provider = yield* ConfigProvider.ConfigProvider
+    let path: ReadonlyArray<string | number> | undefined
+    const recording = ConfigProvider.make((at) => {
+      path = at
+      return provider.load(at)
+    })
+    const value = yield* config.parse(recording)
+    return { value, path }
+  })
+
+/**
+ * Options given as Effect Configs, as `NodeHttpServer.layerConfig` takes them: a Config for the
+ * whole, or a record whose fields are Configs. Each field's value is decoded with the option's
+ * own Schema, so a value the option refuses is a `ConfigError` naming the variable it was read
+ * from (and the option); the result is then decoded whole, as `decodeOptions` does.
+ *
+ * @since 0.1.0
+ */
+export const optionsFromConfig = <Fields extends Schema.Struct.Fields>(
+  schema: Schema.Struct<Fields>,
+  wrapped: Config.Wrap<Schema.Struct<Fields>["Encoded"]>
+): Effect.Effect<Schema.Struct<Fields>["Encoded"], Config.ConfigError> => {
+  if (Config.isConfig(wrapped)) return wrapped as Config.Config<Schema.Struct<Fields>["Encoded"]>
+  return Effect.gen(function* () {
+    const out: Record<string, unknown> = {}
+    for (const [key, field] of Object.entries(wrapped as Record<string, unknown>)) {
+      if (!Config.isConfig(field)) {
+        // A nested record of Configs (tls): decoded whole with the other options.
+        out[key] = yield* Config.unwrap(field as Config.Wrap<unknown>)
+        continue
+      }
+      const { value, path } = yield* readRecording(field)
+      if (value === undefined) continue
+      const fieldSchema = schema.fields[key] as Schema.Top | undefined
+      if (fieldSchema === undefined) {
+        out[key] = value
+        continue
+      }
+      const decoded = yield* Effect.result(Schema.decodeUnknownEffect(fieldSchema as Schema.Decoder<unknown>)(value))
+      if (decoded._tag === "Failure") {
+        const at = path === undefined ? [key] : [...path]
+        return yield* Effect.fail(
+          new Config.ConfigError(
+            new Schema.SchemaError(new SchemaIssue.Pointer(at, new SchemaIssue.Pointer([key], decoded.failure.issue)))
+          )
+        )
+      }
+      out[key] = value
+    }
+    return out as Schema.Struct<Fields>["Encoded"]
+  })
+}

@@ -14,7 +14,7 @@
 import type * as Net from "node:net"
 import type * as NodeTls from "node:tls"
 import type { WebSocketServer } from "@effect/platform-node/NodeWS"
-import { type Context, Effect, Layer } from "effect"
+import { type Config, type Context, Effect, Layer } from "effect"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import type { HttpClient } from "effect/http/HttpClient"
 import * as HttpServer from "effect/http/HttpServer"
@@ -28,7 +28,8 @@ import {
   type Http1ServerConfig,
   Http1ServerOptions,
   type Http1ServerOptionsInput,
-  millis
+  millis,
+  optionsFromConfig
 } from "../options.ts"
 import type { ServerStats, Stats } from "../stats/ServerStats.ts"
 import { http1Protocol } from "./Http1Protocol.ts"
@@ -143,6 +144,21 @@ export const layer = (
   options: Http1ServerOptionsInput = {}
 ): Layer.Layer<HttpServer.HttpServer | Stats | PlatformServices, BindError | InvalidOptions> =>
   withPlatform(layerServer(options))
+
+/**
+ * `layer` with its options read from Effect `Config`, as `NodeHttpServer.layerConfig` takes them:
+ * a Config for each option (or one for all), e.g.
+ * `Http1Server.layerConfig({ port: Config.Port("PORT"), maxBodySize: Config.Int("MAX_BODY_SIZE") })`.
+ * Each value is decoded with the option's own Schema: a value it refuses fails the Layer with a
+ * `ConfigError` naming the variable and the option.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Http1ServerOptionsInput>
+): Layer.Layer<HttpServer.HttpServer | Stats | PlatformServices, BindError | InvalidOptions | Config.ConfigError> =>
+  Layer.unwrap(Effect.map(optionsFromConfig(Http1ServerOptions, options), layer))
 
 /**
  * A server on 127.0.0.1 with an ephemeral port plus an `HttpClient` aimed at it, for tests.

@@ -18,7 +18,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer } from "effect"
+import { type Config, Context, Effect, Layer } from "effect"
 import type * as HttpServer from "effect/http/HttpServer"
 import type * as Scope from "effect/Scope"
 import { makeServer, type PlatformServices, withPlatform } from "../conn/ServerAssembly.ts"
@@ -27,6 +27,7 @@ import { targetOf } from "../listen/Listener.ts"
 import {
   decodeOptions,
   millis,
+  optionsFromConfig,
   type ScgiServerConfig,
   ScgiServerOptions,
   type ScgiServerOptionsInput
@@ -96,3 +97,18 @@ export const layer = (
   options: ScgiServerOptionsInput = {}
 ): Layer.Layer<HttpServer.HttpServer | Stats | PlatformServices, BindError | InvalidOptions> =>
   withPlatform(layerServer(options))
+
+/**
+ * `layer` with its options read from Effect `Config`, as `NodeHttpServer.layerConfig` takes them:
+ * a Config for each option (or one for all), e.g.
+ * `ScgiServer.layerConfig({ port: Config.Port("PORT"), maxBodySize: Config.Int("MAX_BODY_SIZE") })`.
+ * Each value is decoded with the option's own Schema: a value it refuses fails the Layer with a
+ * `ConfigError` naming the variable and the option.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<ScgiServerOptionsInput>
+): Layer.Layer<HttpServer.HttpServer | Stats | PlatformServices, BindError | InvalidOptions | Config.ConfigError> =>
+  Layer.unwrap(Effect.map(optionsFromConfig(ScgiServerOptions, options), layer))
