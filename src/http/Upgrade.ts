@@ -156,6 +156,7 @@ const takeSocket = (
   host: ExchangeHost
 ): Effect.Effect<{ readonly socket: Net.Socket; readonly rest: Buffer }, Socket.SocketError> =>
   Effect.flatMap(exchange.bodyFinished, (clean) => {
+    if (exchange.upgraded) return Effect.fail(openError("the connection is already upgraded"))
     if (exchange.closed) return Effect.fail(openError("the connection closed before the upgrade"))
     if (!clean) return Effect.fail(openError("the request body did not end cleanly before the upgrade"))
     if (exchange.headSent) return Effect.fail(openError("a response was sent instead of the upgrade"))
