@@ -19,7 +19,7 @@ import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServer from "effect/http/HttpServer"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
-import { Http1Server, PathDispatcher } from "effect-appserver"
+import { Http1Server, PathDispatcher } from "#effect-appserver"
 
 // The root app. Mounted at "/", it sees every URL unchanged.
 const home = Effect.gen(function* () {

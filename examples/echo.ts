@@ -17,7 +17,7 @@ import * as HttpServer from "effect/http/HttpServer"
 import type { HttpServerError } from "effect/http/HttpServerError"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
-import { Http1Server, rawHeaders } from "effect-appserver"
+import { Http1Server, rawHeaders } from "#effect-appserver"
 
 class EchoFailure extends Data.TaggedError("EchoFailure")<{ readonly reason: string }> {
   override get message(): string {

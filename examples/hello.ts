@@ -8,7 +8,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect, Layer } from "effect"
 import * as HttpServer from "effect/http/HttpServer"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
-import { Http1Server } from "effect-appserver"
+import { Http1Server } from "#effect-appserver"
 
 // An HTTP app is an Effect that produces a response. This one needs nothing from the request, so
 // it is a constant; apps that do read it `yield* HttpServerRequest`.

@@ -14,7 +14,7 @@ import { Effect, Layer } from "effect"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import { PrometheusMetrics } from "effect/observability"
-import { Http1Server } from "effect-appserver"
+import { Http1Server } from "#effect-appserver"
 
 /**
  * Every metric registered in the context, in the Prometheus exposition format. The server's own

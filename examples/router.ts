@@ -14,7 +14,7 @@ import { Effect, Layer, Schema } from "effect"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
-import { Http1Server } from "effect-appserver"
+import { Http1Server } from "#effect-appserver"
 
 /** What the API returns. */
 export const User = Schema.Struct({ id: Schema.Int, name: Schema.String })

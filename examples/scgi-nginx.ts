@@ -35,7 +35,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect, Layer } from "effect"
 import * as HttpServer from "effect/http/HttpServer"
 import * as NetAddress from "effect/net/NetAddress"
-import { ScgiServer } from "effect-appserver"
+import { ScgiServer } from "#effect-appserver"
 import echo from "./echo.ts"
 
 /** Where to listen: SCGI_SOCKET (a unix socket path), else PORT on 127.0.0.1 (default 4000). */

@@ -1,6 +1,7 @@
 #!/usr/bin/env -S node --max-semi-space-size=16
-// The effect-appserver command. npm scripts and npx run it on the Node 24 that the `node`
-// devDependency installs (Node runs .ts files directly since 22.18/23.6).
+// The effect-appserver command. Installed, it is dist/cli/bin.js (the build keeps this first line)
+// run by the `node` on PATH; in this repository npm scripts run this file on the Node 24 that the
+// `node` devDependency installs (Node runs .ts files directly since 22.18/23.6).
 //
 // --max-semi-space-size=16 (MiB): on large machines V8 lets each of the young generation's
 // semi-spaces grow to 32 MiB. A server's allocations that survive (a burst of new connections)

@@ -23,10 +23,24 @@ export interface Cli {
 
 const running = new Set<ChildProcess>()
 
-/** Kills whatever child process a test left behind. */
+/** Process groups of children started with `group` (see `spawnTracked`). */
+const groups = new Set<number>()
+
+/**
+ * Kills whatever child process a test left behind, and every process left in the group of a
+ * `group` child, even after the child itself exited (npx's server outlives a killed npx).
+ */
 export const killAll = (): void => {
   for (const child of running) child.kill("SIGKILL")
   running.clear()
+  for (const group of groups) {
+    try {
+      process.kill(-group, "SIGKILL")
+    } catch {
+      // nothing left in the group
+    }
+  }
+  groups.clear()
 }
 
 export interface SpawnOptions {
@@ -40,13 +54,28 @@ export interface SpawnOptions {
 export const cli = (...args: ReadonlyArray<string>): Cli => cliWith({}, ...args)
 
 /** `cli` with an environment and inherited descriptors. */
-export const cliWith = (options: SpawnOptions, ...args: ReadonlyArray<string>): Cli => {
-  const child = spawn(process.execPath, [bin, ...args], {
-    cwd: root,
+export const cliWith = (options: SpawnOptions, ...args: ReadonlyArray<string>): Cli =>
+  spawnTracked(process.execPath, [bin, ...args], { ...options, cwd: root })
+
+export interface TrackedOptions extends SpawnOptions {
+  readonly cwd: string
+  /**
+   * Start the child in a process group of its own, which `killAll` kills whole: for commands
+   * that run the server in a further process (npx runs npm, a shell, then the command).
+   */
+  readonly group?: boolean
+}
+
+/** Runs any command as `cli` runs the command line: output collected, killed by `killAll`. */
+export const spawnTracked = (command: string, args: ReadonlyArray<string>, options: TrackedOptions): Cli => {
+  const child = spawn(command, args, {
+    cwd: options.cwd,
     env: { ...process.env, ...options.env },
-    stdio: ["ignore", "pipe", "pipe", ...(options.extraFds ?? [])]
+    stdio: ["ignore", "pipe", "pipe", ...(options.extraFds ?? [])],
+    detached: options.group === true
   })
   running.add(child)
+  if (options.group === true && child.pid !== undefined) groups.add(child.pid)
   let stdout = ""
   let stderr = ""
   child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
@@ -80,11 +109,11 @@ export const within = <A>(promise: Promise<A>, ms: number, what: string, run: Cl
   })
 
 /** Waits for `listening on http://127.0.0.1:PORT` and returns the URL. */
-export const listening = (run: Cli): Promise<string> =>
-  listeningOn(run, /^listening on (http:\/\/127\.0\.0\.1:[1-9]\d*)$/m)
+export const listening = (run: Cli, ms?: number): Promise<string> =>
+  listeningOn(run, /^listening on (http:\/\/127\.0\.0\.1:[1-9]\d*)$/m, ms)
 
 /** Waits for a `listening on ...` line matching `pattern` and returns its first group. */
-export const listeningOn = (run: Cli, pattern: RegExp): Promise<string> =>
+export const listeningOn = (run: Cli, pattern: RegExp, ms = 10_000): Promise<string> =>
   within(
     new Promise<string>((resolve, reject) => {
       const check = () => {
@@ -95,7 +124,7 @@ export const listeningOn = (run: Cli, pattern: RegExp): Promise<string> =>
       check()
       void run.exited.then((exit) => reject(new Error(`exited (${exit.code}) before listening: ${run.stderr()}`)))
     }),
-    10_000,
+    ms,
     "listening line",
     run
   )
