@@ -402,6 +402,10 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
   }
 
   onClose(): void {
+    // A switched protocol that closed after our side ended (a WebSocket's closing handshake, RFC
+    // 6455 §7.1.1) ended in order: the app reads that end, with the peer's close code, from its
+    // socket, as on NodeHttpServer. Only a peer that vanished interrupts the app.
+    const orderly = this.state === ConnState.Upgraded && this.socket.writableEnded
     this.state = ConnState.Closed
     this.takeover = undefined
     this.phase = Phase.None
@@ -411,7 +415,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
     this.server.stats.connectionClosed(this.socket)
     this.dropWaiter()
     // The peer went away: stop the work of its request.
-    this.current?.peerGone()
+    if (!orderly) this.current?.peerGone()
     this.onDrain()
     this.server.forget(this)
   }
@@ -521,10 +525,14 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
       if (this.state === ConnState.Upgraded && exchange !== undefined) {
         // The app's fiber owns the switched protocol: interrupting it closes the protocol its
         // way (a WebSocket sends 1001, going away), then the socket goes once that is written.
+        // An app that cannot be interrupted (Effect's `HttpServer.serve` runs apps so unless
+        // they opt in) has the protocol closed the same way for it, rather than a bare FIN.
         return Effect.timeoutOption(exchange.interrupt, interruptGrace).pipe(
           Effect.ensuring(
             Effect.sync(() => {
-              if (this.state !== ConnState.Closed) this.socket.destroySoon()
+              if (this.state === ConnState.Closed) return
+              this.takeover?.stop()
+              this.socket.destroySoon()
             })
           ),
           Effect.asVoid

@@ -118,7 +118,10 @@ const openError = (message: string): Socket.SocketError =>
 const closeCode = (exit: Exit.Exit<unknown, unknown>): number =>
   Exit.isSuccess(exit) ? 1000 : Cause.hasInterruptsOnly(exit.cause) ? 1001 : 1011
 
-/** Pings a WebSocket on the server's sweep and drops it when the previous ping went unanswered. */
+/**
+ * Pings a WebSocket on the server's sweep (every `interval` ms, 0 for never) and drops it when the
+ * previous ping went unanswered; closes it with 1001 when the server stops.
+ */
 class Heartbeat implements Takeover {
   deadline: number
   private readonly ws: WebSocket
@@ -128,10 +131,15 @@ class Heartbeat implements Takeover {
   constructor(ws: WebSocket, interval: number) {
     this.ws = ws
     this.interval = interval
-    this.deadline = Date.now() + interval
+    this.deadline = interval > 0 ? Date.now() + interval : 0
     ws.on("pong", () => {
       this.waiting = false
     })
+  }
+
+  stop(): void {
+    // RFC 6455 §7.4.1: 1001, the server is going away (a no-op once a close has begun).
+    this.ws.close(1001)
   }
 
   tick(now: number): void {
@@ -240,7 +248,7 @@ export const upgrade = (
         webSockets().handleUpgrade(request, socket, rest, (ws) => {
           socket.off("close", onClose)
           exchange.switched()
-          if (settings.pingInterval > 0) host.watch(new Heartbeat(ws, settings.pingInterval))
+          host.watch(new Heartbeat(ws, settings.pingInterval))
           resume(Effect.succeed(ws))
         })
         // Paused by the hand-over: now `ws` reads it.
