@@ -14,9 +14,8 @@ import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as Socket from "effect/socket/Socket"
 import { on, serveRoutes, serverPort, servers } from "../conformance/servers.ts"
 import { serveLayer, serveScoped } from "../helpers/server.ts"
-import { waitFor } from "../helpers/wait.ts"
 import { connectWs, rawWebSocket } from "../helpers/ws.ts"
-import { echoHandler, echoSocket } from "./apps.ts"
+import { allClosed, echoHandler, echoSocket } from "./apps.ts"
 
 type Ending = "success" | "failure" | "defect" | "interrupt"
 
@@ -57,27 +56,20 @@ const describeEnd = (exit: Exit.Exit<unknown, Socket.SocketError>): string => {
   return exit.cause.reasons.every((reason) => reason._tag === "Interrupt") ? "interrupted" : "defect"
 }
 
-/** `/ws` upgrades and pulls until the reader fails, recording how it ended. */
-const recordingRoutes = (ended: Deferred.Deferred<string>) =>
-  HttpRouter.add(
-    "GET",
-    "/ws",
-    Effect.gen(function* () {
-      const request = yield* HttpServerRequest
-      const socket = yield* request.upgrade
-      yield* Effect.scoped(
-        Effect.gen(function* () {
-          const { pull } = yield* socket.reader
-          const writer = yield* socket.writer
-          return yield* Effect.forever(Effect.flatMap(pull, writer.writeAll))
-        })
-      ).pipe(
-        Effect.onExit((exit) => Deferred.succeed(ended, describeEnd(exit))),
-        Effect.catchTag("SocketError", () => Effect.void)
-      )
-      return HttpServerResponse.empty()
-    })
-  )
+/** Upgrades and echoes until the reader fails, recording how it ended. */
+const recordingHandler = (ended: Deferred.Deferred<string>) =>
+  Effect.gen(function* () {
+    const request = yield* HttpServerRequest
+    const socket = yield* request.upgrade
+    yield* echoSocket(socket).pipe(
+      Effect.onExit((exit) => Deferred.succeed(ended, describeEnd(exit))),
+      Effect.catchTag("SocketError", () => Effect.void)
+    )
+    return HttpServerResponse.empty()
+  })
+
+/** `/ws` is `recordingHandler`. */
+const recordingRoutes = (ended: Deferred.Deferred<string>) => HttpRouter.add("GET", "/ws", recordingHandler(ended))
 
 for (const [name, layer] of servers) {
   describe(`${name}: how WebSockets close`, () => {
@@ -168,12 +160,7 @@ describe("Http1Server: WebSockets and the server's lifetime", () => {
       for (const client of clients) expect((yield* client.echo("x")).data.toString()).toBe("x")
       expect((yield* stats.snapshot).openConnections).toBe(3)
       for (const client of clients) client.ws.terminate()
-      expect(
-        yield* waitFor(
-          Effect.map(stats.snapshot, (s) => s.openConnections === 0),
-          2_000
-        )
-      ).toBe(true)
+      expect(yield* allClosed(stats)).toBe(true)
     }).pipe(Effect.scoped)
   )
 
@@ -202,16 +189,7 @@ describe("Http1Server: WebSockets and the server's lifetime", () => {
   it.live("an app served uninterruptibly (HttpServer.serve's default) still gets its WebSocket closed with 1001", () =>
     Effect.gen(function* () {
       const ended = yield* Deferred.make<string>()
-      const app = Effect.gen(function* () {
-        const request = yield* HttpServerRequest
-        const socket = yield* request.upgrade
-        yield* echoSocket(socket).pipe(
-          Effect.onExit((exit) => Deferred.succeed(ended, describeEnd(exit))),
-          Effect.catchTag("SocketError", () => Effect.void)
-        )
-        return HttpServerResponse.empty()
-      })
-      const { scope, port, stats } = yield* serveScoped(app, { shutdownTimeout: 0.3 })
+      const { scope, port, stats } = yield* serveScoped(recordingHandler(ended), { shutdownTimeout: 0.3 })
       const client = yield* connectWs(`ws://127.0.0.1:${port}/`)
       const started = performance.now()
       const stop = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild)

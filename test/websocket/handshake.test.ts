@@ -16,21 +16,18 @@ import { on, serveRoutes, serverPort, servers } from "../conformance/servers.ts"
 import { rawExchange } from "../helpers/raw.ts"
 import { serveApp, serveLayer } from "../helpers/server.ts"
 import { acceptFor, connectWs, upgradeRequest } from "../helpers/ws.ts"
-import { echoHandler, echoRoutes, echoSocket } from "./apps.ts"
+import { echoHandler, echoRoutes, echoUpgrade } from "./apps.ts"
 
 /** `/choose?p=NAME` upgrades with `Sec-WebSocket-Protocol: NAME` and echoes; the upgrade's failure is recorded. */
 const chooseRoutes = (failed: Deferred.Deferred<HttpServerError>) =>
   HttpRouter.add(
     "GET",
     "/choose",
-    Effect.gen(function* () {
-      const request = yield* HttpServerRequest
+    Effect.flatMap(HttpServerRequest, (request) => {
       const chosen = new URL(request.url, "http://x").searchParams.get("p") ?? ""
-      const socket = yield* request
-        .upgradeWith({ headers: { "sec-websocket-protocol": chosen } })
-        .pipe(Effect.tapError((error) => Deferred.succeed(failed, error)))
-      yield* Effect.catchTag(echoSocket(socket), "SocketError", () => Effect.void)
-      return HttpServerResponse.empty()
+      return echoUpgrade(request, { "sec-websocket-protocol": chosen }).pipe(
+        Effect.tapError((error) => Deferred.succeed(failed, error))
+      )
     })
   )
 

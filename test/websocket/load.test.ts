@@ -8,9 +8,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { rawExchange, request } from "../helpers/raw.ts"
 import { serveScoped } from "../helpers/server.ts"
-import { waitFor } from "../helpers/wait.ts"
+import { waitUntil } from "../helpers/wait.ts"
 import { connectWs } from "../helpers/ws.ts"
-import { echoApp, echoHandler } from "./apps.ts"
+import { allClosed, echoApp, echoHandler } from "./apps.ts"
 
 describe("Http1Server: many WebSockets, stats and limits", () => {
   it.live(
@@ -53,18 +53,8 @@ describe("Http1Server: many WebSockets, stats and limits", () => {
         )
         for (const client of clients) client.ws.close(1000)
         yield* Effect.forEach(clients, (client) => client.closed(5_000), { discard: true })
-        expect(
-          yield* waitFor(
-            Effect.map(stats.snapshot, (s) => s.openConnections === 0),
-            5_000
-          )
-        ).toBe(true)
-        expect(
-          yield* waitFor(
-            Effect.sync(() => ended === 1000),
-            2_000
-          )
-        ).toBe(true)
+        expect(yield* allClosed(stats, 5_000)).toBe(true)
+        expect(yield* waitUntil(() => ended === 1000, 2_000)).toBe(true)
       }).pipe(Effect.scoped),
     20_000
   )
@@ -78,12 +68,7 @@ describe("Http1Server: many WebSockets, stats and limits", () => {
       expect(snapshot.openConnections).toBe(1)
       expect(snapshot.idleConnections).toBe(0)
       client.ws.close()
-      expect(
-        yield* waitFor(
-          Effect.map(stats.snapshot, (s) => s.openConnections === 0),
-          2_000
-        )
-      ).toBe(true)
+      expect(yield* allClosed(stats)).toBe(true)
     }).pipe(Effect.scoped)
   )
 
@@ -94,7 +79,7 @@ describe("Http1Server: many WebSockets, stats and limits", () => {
       expect((yield* client.echo("open")).data.toString()).toBe("open")
       const other = yield* rawExchange(port, request("GET / HTTP/1.1", "Host: x"), { responses: 1, timeoutMs: 2_000 })
       expect(other.responses[0]?.status).toBe(200)
-      expect(other.responses[0]?.body.toString()).toBe("ok")
+      expect(other.responses[0]?.body.toString()).toBe("Hello, World!")
       const second = yield* connectWs(`ws://127.0.0.1:${port}/ws`)
       expect((yield* second.echo("second")).data.toString()).toBe("second")
     }).pipe(Effect.scoped)
@@ -112,12 +97,7 @@ describe("Http1Server: many WebSockets, stats and limits", () => {
       expect((yield* stats.snapshot).rejectedConnections).toBe(1)
       client.ws.close()
       yield* client.closed()
-      expect(
-        yield* waitFor(
-          Effect.map(stats.snapshot, (s) => s.openConnections === 0),
-          2_000
-        )
-      ).toBe(true)
+      expect(yield* allClosed(stats)).toBe(true)
       const another = yield* connectWs(`ws://127.0.0.1:${port}/`)
       expect((yield* another.echo("next")).data.toString()).toBe("next")
     }).pipe(Effect.scoped)

@@ -14,7 +14,7 @@ import { on, serveRoutes, serverPort, servers } from "../conformance/servers.ts"
 import { type HalfOpenClient, halfOpenClient, request } from "../helpers/raw.ts"
 import { serveLayer } from "../helpers/server.ts"
 import { waitUntil } from "../helpers/wait.ts"
-import { echoSocket } from "./apps.ts"
+import { echoHandler, echoUpgrade } from "./apps.ts"
 
 /**
  * `/echo` switches to the protocol asked for with `x-proto: 1` and `x-body:` the request body it
@@ -29,21 +29,10 @@ const routes = (failed: Deferred.Deferred<HttpServerError>) =>
       Effect.gen(function* () {
         const request = yield* HttpServerRequest
         const body = request.method === "POST" ? yield* request.text : ""
-        const socket = yield* request.upgradeWith({ headers: { "x-proto": "1", "x-body": body } })
-        yield* Effect.catchTag(echoSocket(socket), "SocketError", () => Effect.void)
-        return HttpServerResponse.empty()
+        return yield* echoUpgrade(request, { "x-proto": "1", "x-body": body })
       })
     ),
-    HttpRouter.route(
-      "*",
-      "/unread",
-      Effect.gen(function* () {
-        const request = yield* HttpServerRequest
-        const socket = yield* request.upgradeWith({})
-        yield* Effect.catchTag(echoSocket(socket), "SocketError", () => Effect.void)
-        return HttpServerResponse.empty()
-      })
-    ),
+    HttpRouter.route("*", "/unread", echoHandler),
     HttpRouter.route(
       "GET",
       "/reserved",
@@ -80,7 +69,7 @@ const awaitHead = (client: HalfOpenClient) =>
     return { head: data.toString("latin1", 0, end), rest: () => received(client).subarray(end).toString() }
   })
 
-const echoUpgrade = (method: string, ...extra: ReadonlyArray<string>) =>
+const echoRequest = (method: string, ...extra: ReadonlyArray<string>) =>
   request(`${method} /echo HTTP/1.1`, "Host: 127.0.0.1", "Upgrade: echo/1", "Connection: Upgrade", ...extra)
 
 for (const [name, layer] of servers) {
@@ -88,7 +77,7 @@ for (const [name, layer] of servers) {
     it.live("101 with the protocol and the app's headers; bytes sent with the request are echoed first", () =>
       serveOn(layer)((port) =>
         Effect.gen(function* () {
-          const client = yield* halfOpenClient({ port }, `${echoUpgrade("GET")}early bytes|`)
+          const client = yield* halfOpenClient({ port }, `${echoRequest("GET")}early bytes|`)
           const { head, rest } = yield* awaitHead(client)
           expect(head).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/)
           expect(head).toMatch(/\r\nupgrade: echo\/1\r\n/i)
@@ -108,7 +97,7 @@ for (const [name, layer] of servers) {
     it.live("the 101 waits for a Content-Length body, which the app read before upgrading", () =>
       serveOn(layer)((port) =>
         Effect.gen(function* () {
-          const client = yield* halfOpenClient({ port }, `${echoUpgrade("POST", "Content-Length: 11")}hello`)
+          const client = yield* halfOpenClient({ port }, `${echoRequest("POST", "Content-Length: 11")}hello`)
           yield* Effect.sleep(200)
           expect(received(client).length).toBe(0)
           client.socket.write(" worldafter")
@@ -158,7 +147,7 @@ describe("Http1Server: raw upgrades", () => {
       const { port } = yield* serve
       const client = yield* halfOpenClient(
         { port },
-        `${echoUpgrade("POST", "Transfer-Encoding: chunked")}5\r\nhello\r\n`
+        `${echoRequest("POST", "Transfer-Encoding: chunked")}5\r\nhello\r\n`
       )
       yield* Effect.sleep(200)
       expect(received(client).length).toBe(0)
