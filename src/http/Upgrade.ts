@@ -94,13 +94,25 @@ const fieldValue = (raw: ReadonlyArray<string>, name: string): string | undefine
   return undefined
 }
 
+/** The lines of the request's fields named `name` (lowercase) joined into one (RFC 9110 §5.3), or undefined. */
+const fieldLines = (raw: ReadonlyArray<string>, name: string): string | undefined => {
+  let joined: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].toLowerCase() === name) joined = joined === undefined ? raw[i + 1] : `${joined}, ${raw[i + 1]}`
+  }
+  return joined
+}
+
 /** The fields a handshake reads, as `ws` expects them on a Node request (lowercase, one value each). */
 const handshakeHeaders = (raw: ReadonlyArray<string>, offered: ReadonlyArray<string>): Record<string, string> => {
   const headers: Record<string, string> = { upgrade: "websocket" }
-  for (const name of ["sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "origin"]) {
+  for (const name of ["sec-websocket-key", "sec-websocket-version", "origin"]) {
     const value = fieldValue(raw, name)
     if (value !== undefined) headers[name] = value
   }
+  // RFC 6455 §9.1: the extension offers may come in several lines, which make one list.
+  const extensions = fieldLines(raw, "sec-websocket-extensions")
+  if (extensions !== undefined) headers["sec-websocket-extensions"] = extensions
   if (offered.length > 0) headers["sec-websocket-protocol"] = offered.join(", ")
   return headers
 }

@@ -164,6 +164,20 @@ describe("Http1Server: WebSocket compression", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live("offers spread over several Sec-WebSocket-Extensions lines all count (RFC 6455 §9.1)", () =>
+    Effect.gen(function* () {
+      const { port } = yield* serveApp(echoHandler, { websocketCompression: true })
+      const bytes = upgradeRequest(
+        "/",
+        "Sec-WebSocket-Extensions: x-unknown",
+        "Sec-WebSocket-Extensions: permessage-deflate"
+      )
+      const result = yield* rawExchange(port, bytes, { responses: 1 })
+      expect(result.responses[0].status).toBe(101)
+      expect(result.responses[0].header("sec-websocket-extensions")).toBe("permessage-deflate")
+    }).pipe(Effect.scoped)
+  )
+
   it.live("the default (false) does not negotiate it", () =>
     Effect.gen(function* () {
       const client = yield* connectWith(false)
