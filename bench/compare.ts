@@ -24,6 +24,7 @@ import {
   table
 } from "./report.ts"
 import type { Scenario } from "./scenarios.ts"
+import { type WebSocketOutcome, wsRunsOf } from "./websocket.ts"
 
 export interface ComparisonInput {
   readonly baseline: Baseline
@@ -32,6 +33,7 @@ export interface ComparisonInput {
   readonly memory: ReadonlyArray<MemorySample>
   readonly memoryConnections: number
   readonly nginx: NginxOutcome | undefined
+  readonly websocket: WebSocketOutcome | undefined
 }
 
 const medianRps = (runs: ServerSamples): number => median(runs.map((sample) => sample.result.requestsPerSec))
@@ -139,6 +141,23 @@ export const renderComparison = (input: ComparisonInput): string => {
       "against the wider of the two spreads. With one round there is no spread and the ratios say little."
   ]
   if (input.samples.length > 0) parts.push("", throughputTable(input, short))
+  const websocket = input.websocket
+  if (websocket?._tag === "Measured" && wsRunsOf(websocket.samples, "appserver-base").length > 0) {
+    parts.push(
+      "",
+      `${websocket.scenario.title}: messages per second in place of requests.`,
+      "",
+      table(
+        ["Scenario", ...rpsHeader(short)],
+        [
+          [
+            websocket.scenario.title,
+            ...rpsCells(wsRunsOf(websocket.samples, "appserver"), wsRunsOf(websocket.samples, "appserver-base"))
+          ]
+        ]
+      )
+    )
+  }
   const mine = input.memory.find((sample) => sample.server.id === "appserver")
   const base = input.memory.find((sample) => sample.server.id === "appserver-base")
   if (mine !== undefined && base !== undefined) {

@@ -21,6 +21,10 @@ export interface Config {
   readonly nginx: boolean
   /** Only the nginx scenario was asked for: a missing nginx is then an error, not a skip. */
   readonly nginxOnly: boolean
+  /** The WebSocket scenario (bench/websocket.ts). */
+  readonly websocket: boolean
+  /** Messages each WebSocket connection keeps in flight. */
+  readonly wsInflight: number
   readonly memoryConnections: number
   readonly out: string
   readonly startTimeoutMs: number
@@ -42,6 +46,10 @@ export const USAGE = `Usage: npm run bench -- [options]    (or: node bench/run.t
   --memory-only        memory scenario only
   --skip-nginx         no nginx scenario (it is skipped anyway when nginx is not installed)
   --nginx-only         nginx scenario only: nginx in front of SCGI / HTTP appserver / node:http
+  --skip-websocket     no WebSocket scenario
+  --websocket-only     WebSocket scenario only: 64-byte echoes on 50 connections, appserver and
+                       NodeHttpServer
+  --ws-inflight N      messages in flight per WebSocket connection (BENCH_WS_INFLIGHT, default 1)
   --baseline REV       also run effect-appserver at git revision REV (checked out into a temporary
                        folder) in every phase, and compare it with this checkout (BENCH_BASELINE)
   --out PATH           Markdown report                       (BENCH_OUT, default bench/results.md)
@@ -102,6 +110,9 @@ export const parseConfig = (argv: ReadonlyArray<string>, defaultOut: string): Co
       "memory-only": { type: "boolean" },
       "skip-nginx": { type: "boolean" },
       "nginx-only": { type: "boolean" },
+      "skip-websocket": { type: "boolean" },
+      "websocket-only": { type: "boolean" },
+      "ws-inflight": { type: "string" },
       baseline: { type: "string" },
       out: { type: "string" },
       "start-timeout": { type: "string" }
@@ -109,7 +120,7 @@ export const parseConfig = (argv: ReadonlyArray<string>, defaultOut: string): Co
   })
   if (values.help === true) return undefined
   const quick = values.quick === true
-  const only = (["memory-only", "nginx-only"] as const).filter((flag) => values[flag] === true)
+  const only = (["memory-only", "nginx-only", "websocket-only"] as const).filter((flag) => values[flag] === true)
   if (only.length > 1) throw new Error(`--${only[0]} and --${only[1]} exclude each other`)
   if (values["skip-memory"] === true && values["memory-only"] === true) {
     throw new Error("--skip-memory and --memory-only exclude each other")
@@ -117,7 +128,11 @@ export const parseConfig = (argv: ReadonlyArray<string>, defaultOut: string): Co
   if (values["skip-nginx"] === true && values["nginx-only"] === true) {
     throw new Error("--skip-nginx and --nginx-only exclude each other")
   }
+  if (values["skip-websocket"] === true && values["websocket-only"] === true) {
+    throw new Error("--skip-websocket and --websocket-only exclude each other")
+  }
   const nginxOnly = values["nginx-only"] === true
+  const otherOnly = only.length > 0
   const servers = parseServers(values.servers ?? process.env.BENCH_SERVERS)
   const baselineRaw = values.baseline ?? process.env.BENCH_BASELINE
   const baseline = baselineRaw === undefined || baselineRaw === "" ? undefined : baselineRaw
@@ -131,10 +146,12 @@ export const parseConfig = (argv: ReadonlyArray<string>, defaultOut: string): Co
     warmup: intOption("warmup", values.warmup, "BENCH_WARMUP", quick ? 1 : 2, true),
     servers,
     tool: parseTool(values.tool ?? process.env.BENCH_TOOL),
-    throughput: values["memory-only"] !== true && !nginxOnly,
-    memory: values["skip-memory"] !== true && !nginxOnly,
-    nginx: values["skip-nginx"] !== true && values["memory-only"] !== true,
+    throughput: !otherOnly,
+    memory: values["skip-memory"] !== true && (!otherOnly || values["memory-only"] === true),
+    nginx: values["skip-nginx"] !== true && (!otherOnly || nginxOnly),
     nginxOnly,
+    websocket: values["skip-websocket"] !== true && (!otherOnly || values["websocket-only"] === true),
+    wsInflight: intOption("ws-inflight", values["ws-inflight"], "BENCH_WS_INFLIGHT", 1),
     memoryConnections: intOption("mem-conns", values["mem-conns"], "BENCH_MEM_CONNS", 10_000),
     out: values.out ?? process.env.BENCH_OUT ?? defaultOut,
     startTimeoutMs: intOption("start-timeout", values["start-timeout"], "BENCH_START_TIMEOUT", 20_000),

@@ -11,7 +11,7 @@ import { type LoadTool, type RunResult, SCENARIOS, type Scenario } from "./scena
 import { assertAlive, REPO_ROOT, type RunningServer, type ServerSpec, startServer, verifyContract } from "./servers.ts"
 
 /** Starts a server and checks it serves the echo contract before any number is taken from it. */
-const startVerified = async (spec: ServerSpec, config: Config): Promise<RunningServer> => {
+export const startVerified = async (spec: ServerSpec, config: Config): Promise<RunningServer> => {
   progress(`starting ${spec.label}: node ${spec.args.join(" ")}${spec.cwd === REPO_ROOT ? "" : ` (in ${spec.cwd})`}`)
   const server = await startServer(spec, config.startTimeoutMs)
   try {

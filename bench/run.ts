@@ -2,7 +2,8 @@
  * Benchmark harness: `npm run bench` (= node bench/run.ts). See bench/config.ts for options.
  *
  * Starts effect-appserver, Effect's NodeHttpServer and a bare node:http server on the same echo
- * app, drives each with wrk in interleaved rounds, then the same through nginx (bench/nginx.ts:
+ * app, drives each with wrk in interleaved rounds, then the WebSocket echo of both Effect servers
+ * (bench/websocket.ts, with bench/wsload.ts), the same HTTP load through nginx (bench/nginx.ts:
  * SCGI and HTTP proxy paths), measures idle-connection memory, and prints a Markdown report (also
  * written to bench/results.md). Progress goes to stderr. With --baseline REV, effect-appserver at
  * that revision (bench/baseline.ts) runs in every phase next to this checkout's, and the report
@@ -22,6 +23,7 @@ import { beginShutdown, killAllSync, removeTempDirsSync, terminateAll } from "./
 import { renderReport } from "./report.ts"
 import { SCENARIOS } from "./scenarios.ts"
 import { type Checkout, THIS_CHECKOUT } from "./servers.ts"
+import { renderWebSocketSection, type WebSocketOutcome, websocketPhase, wsLoadLine } from "./websocket.ts"
 
 const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 }
 
@@ -51,6 +53,7 @@ const header = (config: Config, toolVersion: string, baseline: Baseline | undefi
   `node: ${process.version} (harness and servers), ${Os.cpus().length} CPUs (${Os.cpus()[0]?.model ?? "unknown"})`,
   `1-minute load average: ${loadAtStart.toFixed(2)} at start, ${Os.loadavg()[0].toFixed(2)} at end (wrk and one busy server account for about 2)`,
   `load generator: ${toolVersion}`,
+  ...(config.websocket ? [wsLoadLine(config)] : []),
   `rounds: ${config.rounds}, duration: ${config.duration} s per run, warmup: ${config.warmup} s per scenario and server${config.quick ? " (--quick smoke run: not representative)" : ""}`,
   `servers: ${config.servers.map((s) => s.label).join(", ")}; run order rotated each round`,
   ...(baseline === undefined
@@ -92,6 +95,8 @@ const main = async (): Promise<number> => {
   const toolVersion = await tool.version()
   progress(`load generator: ${toolVersion}`)
   const samples = config.throughput ? await throughputPhase(config, tool) : []
+  const websocket: WebSocketOutcome | undefined = config.websocket ? await websocketPhase(config) : undefined
+  if (websocket?._tag === "Skipped") progress(`WebSocket scenario skipped: ${websocket.reason}`)
   const nginx: NginxOutcome | undefined = config.nginx ? await nginxPhase(config, tool, checkouts) : undefined
   if (nginx?._tag === "Skipped") {
     if (config.nginxOnly) throw new Error(`--nginx-only: ${nginx.reason}`)
@@ -108,7 +113,8 @@ const main = async (): Promise<number> => {
             scenarios: SCENARIOS,
             memory,
             memoryConnections: config.memoryConnections,
-            nginx
+            nginx,
+            websocket
           })
         ]
   const report = renderReport({
@@ -118,7 +124,11 @@ const main = async (): Promise<number> => {
     servers: config.servers,
     memory,
     memoryConnections: config.memoryConnections,
-    sections: [...(nginx === undefined ? [] : [renderNginxSection(nginx)]), ...comparison],
+    sections: [
+      ...(websocket === undefined ? [] : [renderWebSocketSection(websocket)]),
+      ...(nginx === undefined ? [] : [renderNginxSection(nginx)]),
+      ...comparison
+    ],
     notes: [...(tool.note === undefined ? [] : [tool.note]), ...NOTES, ...warnings]
   })
   process.stdout.write(`\n${report}`)

@@ -9,14 +9,17 @@
  *   GET  /bytes?n=N              N bytes with Content-Length
  *   GET  /sleep?ms=N             waits N ms, then 200 "slept"
  *   GET  /fail                   the handler fails with a typed error: 500
+ *   GET  /ws                     a WebSocket that echoes every message (text as text, binary as binary)
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Data, Effect, Layer, Stream } from "effect"
+import type * as Headers from "effect/http/Headers"
 import type { HttpBodyError } from "effect/http/HttpBody"
 import * as HttpServer from "effect/http/HttpServer"
 import type { HttpServerError } from "effect/http/HttpServerError"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
+import type * as Socket from "effect/socket/Socket"
 import { Http1Server, rawHeaders } from "#effect-appserver"
 
 class EchoFailure extends Data.TaggedError("EchoFailure")<{ readonly reason: string }> {
@@ -40,6 +43,34 @@ const filler = (size: number): Uint8Array => new Uint8Array(size).fill(0x61)
 // Responses are immutable values: the constant one is built once.
 const hello = HttpServerResponse.text("Hello, World!")
 const notFound = HttpServerResponse.text("Not Found", { status: 404 })
+
+/**
+ * Echoes every message of an upgraded socket back as it came (text as text, binary as binary)
+ * until the reader fails: the peer closed (a `SocketCloseError` with its code) or went away.
+ */
+export const echoSocket = (socket: Socket.Socket): Effect.Effect<never, Socket.SocketError> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const { pull } = yield* socket.reader
+      const writer = yield* socket.writer
+      return yield* Effect.forever(Effect.flatMap(pull, writer.writeAll))
+    })
+  )
+
+/**
+ * Upgrades the request (a WebSocket, or the protocol its Upgrade field names, with `headers` on
+ * the `101`) and echoes until the peer closes; the response is never sent.
+ */
+export const echoUpgrade = (
+  request: HttpServerRequest,
+  headers?: Headers.Input
+): Effect.Effect<HttpServerResponse.HttpServerResponse, HttpServerError> =>
+  Effect.flatMap(request.upgradeWith({ headers }), (socket) =>
+    Effect.as(
+      Effect.catchTag(echoSocket(socket), "SocketError", () => Effect.void),
+      HttpServerResponse.empty()
+    )
+  )
 
 const route = (
   request: HttpServerRequest
@@ -96,6 +127,8 @@ const route = (
     }
     case "/fail":
       return Effect.fail(new EchoFailure({ reason: "the /fail route always fails" }))
+    case "/ws":
+      return method === "GET" ? echoUpgrade(request) : Effect.succeed(notFound)
   }
   return Effect.succeed(notFound)
 }

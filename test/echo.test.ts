@@ -6,6 +6,7 @@ import { Effect } from "effect"
 import echo from "../examples/echo.ts"
 import { rawExchange, request } from "./helpers/raw.ts"
 import { serveApp } from "./helpers/server.ts"
+import { connectWs } from "./helpers/ws.ts"
 
 interface Fetched {
   readonly status: number
@@ -225,6 +226,17 @@ describe("examples/echo.ts", () => {
     })
   )
 
+  it.live("GET /ws is a WebSocket that echoes text as text and binary as binary", () =>
+    Effect.gen(function* () {
+      const { port } = yield* serveApp(echo)
+      const client = yield* connectWs(`ws://127.0.0.1:${port}/ws`)
+      expect(yield* client.echo("hello")).toEqual({ data: Buffer.from("hello"), binary: false })
+      expect(yield* client.echo(Buffer.from([0, 255]))).toEqual({ data: Buffer.from([0, 255]), binary: true })
+      // Without an upgrade the request gets 400 (Effect's answer to the failed upgrade).
+      expect((yield* fetchBytes(`http://127.0.0.1:${port}/ws`)).status).toBe(400)
+    })
+  )
+
   it.live("unknown paths and methods a route does not take answer 404", () =>
     Effect.gen(function* () {
       const { url } = yield* serveApp(echo)
@@ -233,7 +245,8 @@ describe("examples/echo.ts", () => {
         ["GET", "/echo"],
         ["POST", "/"],
         ["DELETE", "/"],
-        ["GET", "/inspect/more"]
+        ["GET", "/inspect/more"],
+        ["POST", "/ws"]
       ]) {
         const response = yield* fetchBytes(`${url}${path}`, { method })
         expect({ method, path, status: response.status }).toEqual({ method, path, status: 404 })

@@ -1,6 +1,6 @@
 /**
- * Reference peer: the same echo app (examples/echo.ts) served by Effect's own NodeHttpServer,
- * i.e. what a user of @effect/platform-node gets today. No request-logger middleware, so both
+ * Reference peer: the same echo app (examples/echo.ts, its WebSocket echo at `GET /ws` included)
+ * served by Effect's own NodeHttpServer, i.e. what a user of @effect/platform-node gets today. No request-logger middleware, so both
  * Effect servers do the same work per request.
  *
  * Usage: node bench/peers/effect-node.ts --host 127.0.0.1 --port 8080

@@ -139,6 +139,11 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
   private sendMarkQueue = 0
   /** What keeps the connection alive once it has switched protocols. */
   private takeover: Takeover | undefined
+  /**
+   * The peer's address, kept once the connection has switched protocols: its request completes
+   * (and is logged) when the socket has closed, and a closed socket has no address.
+   */
+  private peerAddress: string | undefined
 
   constructor(socket: Net.Socket, server: ConnectionServer<H, X>) {
     this.socket = socket
@@ -156,7 +161,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
 
   /** Read when a request asks, so idle connections do not hold Node's peer-name record. */
   get remoteAddress(): string | undefined {
-    return this.socket.remoteAddress
+    return this.peerAddress ?? this.socket.remoteAddress
   }
 
   get maxDrainSize(): number {
@@ -216,6 +221,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
 
   handOver(): { readonly socket: Net.Socket; readonly rest: Buffer } {
     const socket = this.socket
+    this.peerAddress = socket.remoteAddress
     this.flush()
     // Paused, so that what arrives (or `rest`, unshifted) waits for the new protocol's reader.
     socket.pause()
@@ -227,6 +233,14 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
     const rest = this.decoder?.rest() ?? Buffer.alloc(0)
     this.decoder = undefined
     this.outputBlocked = false
+    // A switched connection is no longer a request in progress: it gives back its slot under
+    // maxConcurrentRequests (it stays counted under maxConnections), or a few long-lived
+    // WebSockets would hold every slot and starve ordinary requests.
+    const exchange = this.current
+    if (exchange?.admitted === true) {
+      exchange.admitted = false
+      this.server.admission?.leave()
+    }
     this.state = ConnState.Upgraded
     this.phase = Phase.None
     this.phaseDeadline = 0
@@ -402,6 +416,10 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
   }
 
   onClose(): void {
+    // A switched protocol that closed after our side ended (a WebSocket's closing handshake, RFC
+    // 6455 §7.1.1) ended in order: the app reads that end, with the peer's close code, from its
+    // socket, as on NodeHttpServer. Only a peer that vanished interrupts the app.
+    const orderly = this.state === ConnState.Upgraded && this.socket.writableEnded
     this.state = ConnState.Closed
     this.takeover = undefined
     this.phase = Phase.None
@@ -411,7 +429,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
     this.server.stats.connectionClosed(this.socket)
     this.dropWaiter()
     // The peer went away: stop the work of its request.
-    this.current?.peerGone()
+    if (!orderly) this.current?.peerGone()
     this.onDrain()
     this.server.forget(this)
   }
@@ -521,10 +539,14 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
       if (this.state === ConnState.Upgraded && exchange !== undefined) {
         // The app's fiber owns the switched protocol: interrupting it closes the protocol its
         // way (a WebSocket sends 1001, going away), then the socket goes once that is written.
+        // An app that cannot be interrupted (Effect's `HttpServer.serve` runs apps so unless
+        // they opt in) has the protocol closed the same way for it, rather than a bare FIN.
         return Effect.timeoutOption(exchange.interrupt, interruptGrace).pipe(
           Effect.ensuring(
             Effect.sync(() => {
-              if (this.state !== ConnState.Closed) this.socket.destroySoon()
+              if (this.state === ConnState.Closed) return
+              this.takeover?.stop()
+              this.socket.destroySoon()
             })
           ),
           Effect.asVoid

@@ -25,7 +25,8 @@ import type { EncodedHead } from "../wire/fields.ts"
 
 /**
  * What keeps a connection that switched protocols alive: the sweep calls `tick` once `deadline`
- * has passed (a WebSocket's ping, and dropping a peer that did not answer the last one).
+ * has passed (a WebSocket's ping, and dropping a peer that did not answer the last one); the
+ * server's stop calls `stop`.
  *
  * @since 0.1.0
  * @category models
@@ -34,6 +35,11 @@ export interface Takeover {
   /** When `tick` is next due (ms since the epoch), 0 for never. */
   readonly deadline: number
   tick(now: number): void
+  /**
+   * The server is stopping and the app has not ended the protocol (it runs uninterruptibly):
+   * end it the protocol's way before the socket closes (a WebSocket's 1001, going away).
+   */
+  stop(): void
 }
 
 /**

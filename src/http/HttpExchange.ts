@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import type { WebSocketServer } from "@effect/platform-node/NodeWS"
-import type { Effect } from "effect"
+import { Effect } from "effect"
 import type * as Headers from "effect/http/Headers"
 import type { HttpServerError } from "effect/http/HttpServerError"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
@@ -90,7 +90,12 @@ export class HttpExchange extends Exchange {
   }
 
   upgrade(request: HttpServerRequest, headers: Headers.Headers): Effect.Effect<Socket.Socket, HttpServerError> {
-    return upgrade(this, this.host, request, headers, this.settings.webSockets, this.settings.webSocket)
+    // Checked when the effect runs, not when the app makes it: the checks read the exchange's
+    // state then, and a refusal (426) is written then. An app may make the effect and run it
+    // later, or never (its own response then goes out).
+    return Effect.suspend(() =>
+      upgrade(this, this.host, request, headers, this.settings.webSockets, this.settings.webSocket)
+    )
   }
 
   override demand(): void {

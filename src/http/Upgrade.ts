@@ -94,13 +94,25 @@ const fieldValue = (raw: ReadonlyArray<string>, name: string): string | undefine
   return undefined
 }
 
+/** The lines of the request's fields named `name` (lowercase) joined into one (RFC 9110 §5.3), or undefined. */
+const fieldLines = (raw: ReadonlyArray<string>, name: string): string | undefined => {
+  let joined: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].toLowerCase() === name) joined = joined === undefined ? raw[i + 1] : `${joined}, ${raw[i + 1]}`
+  }
+  return joined
+}
+
 /** The fields a handshake reads, as `ws` expects them on a Node request (lowercase, one value each). */
 const handshakeHeaders = (raw: ReadonlyArray<string>, offered: ReadonlyArray<string>): Record<string, string> => {
   const headers: Record<string, string> = { upgrade: "websocket" }
-  for (const name of ["sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "origin"]) {
+  for (const name of ["sec-websocket-key", "sec-websocket-version", "origin"]) {
     const value = fieldValue(raw, name)
     if (value !== undefined) headers[name] = value
   }
+  // RFC 6455 §9.1: the extension offers may come in several lines, which make one list.
+  const extensions = fieldLines(raw, "sec-websocket-extensions")
+  if (extensions !== undefined) headers["sec-websocket-extensions"] = extensions
   if (offered.length > 0) headers["sec-websocket-protocol"] = offered.join(", ")
   return headers
 }
@@ -118,7 +130,10 @@ const openError = (message: string): Socket.SocketError =>
 const closeCode = (exit: Exit.Exit<unknown, unknown>): number =>
   Exit.isSuccess(exit) ? 1000 : Cause.hasInterruptsOnly(exit.cause) ? 1001 : 1011
 
-/** Pings a WebSocket on the server's sweep and drops it when the previous ping went unanswered. */
+/**
+ * Pings a WebSocket on the server's sweep (every `interval` ms, 0 for never) and drops it when the
+ * previous ping went unanswered; closes it with 1001 when the server stops.
+ */
 class Heartbeat implements Takeover {
   deadline: number
   private readonly ws: WebSocket
@@ -128,10 +143,15 @@ class Heartbeat implements Takeover {
   constructor(ws: WebSocket, interval: number) {
     this.ws = ws
     this.interval = interval
-    this.deadline = Date.now() + interval
+    this.deadline = interval > 0 ? Date.now() + interval : 0
     ws.on("pong", () => {
       this.waiting = false
     })
+  }
+
+  stop(): void {
+    // RFC 6455 §7.4.1: 1001, the server is going away (a no-op once a close has begun).
+    this.ws.close(1001)
   }
 
   tick(now: number): void {
@@ -241,7 +261,7 @@ export const upgrade = (
         webSockets().handleUpgrade(request, socket, rest, (ws) => {
           socket.off("close", onClose)
           exchange.switched()
-          if (settings.pingInterval > 0) host.watch(new Heartbeat(ws, settings.pingInterval))
+          host.watch(new Heartbeat(ws, settings.pingInterval))
           resume(Effect.succeed(ws))
         })
         // Paused by the hand-over: now `ws` reads it.
