@@ -133,3 +133,28 @@ export class UpgradeUnavailable extends Schema.TaggedError<UpgradeUnavailable>()
     return `connection upgrades are not possible over ${this.protocol.toUpperCase()}`
   }
 }
+
+/**
+ * A worker or a managed process failed: it could not be spawned, exited early, was not ready in
+ * time, failed its health check, or its address was taken. Carries the name of what failed, the
+ * reason, what it said last on stderr, and the underlying cause. The prefork pool halts with it
+ * when workers keep failing to boot; managers fail with it.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class WorkerError extends Schema.TaggedError<WorkerError>()("WorkerError", {
+  /** What failed: a worker ("worker 3 (pid 1234)") or a manager's name. */
+  name: Schema.String,
+  reason: Schema.Literals(["SpawnFailed", "BootFailed", "ExitedEarly", "NotReady", "Unhealthy", "AddressInUse"]),
+  /** What happened, for people. */
+  detail: Schema.String,
+  /** The last lines it wrote to stderr, "" when none. */
+  stderr: Schema.String,
+  cause: Schema.optional(Schema.Defect())
+}) {
+  override get message(): string {
+    const tail = this.stderr === "" ? "" : `\n--- last stderr of ${this.name} ---\n${this.stderr}`
+    return `${this.name}: ${this.detail}${tail}`
+  }
+}

@@ -323,3 +323,78 @@ export const optionsFromConfig = <Fields extends Schema.Struct.Fields>(
     return out as Schema.Struct<Fields>["Encoded"]
   })
 }
+
+/**
+ * The prefork pool's own options (workers, recycling, timeouts, dispatch), shared by
+ * `Prefork.layer` and the command line's flags. Times are seconds, 0 for none.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const PreforkFields = {
+  workers: Schema.optionalKey(
+    int(1, 1024).annotate({ description: "Worker processes: sets both minWorkers and maxWorkers." })
+  ),
+  minWorkers: Schema.optionalKey(
+    int(1, 1024).annotate({ description: "Workers always running (default 1, or workers)." })
+  ),
+  maxWorkers: Schema.optionalKey(
+    int(1, 1024).annotate({
+      description: "Most workers: while every worker is busy, one more is started up to this many (default minWorkers)."
+    })
+  ),
+  maxRequests: field(
+    int(0, Number.MAX_SAFE_INTEGER),
+    0,
+    "Requests after which a worker retires (its replacement is ready first); 0 for never."
+  ),
+  maxRequestsJitter: field(
+    int(0, Number.MAX_SAFE_INTEGER),
+    0,
+    "Up to this many requests more, chosen at random per worker, so workers do not retire together."
+  ),
+  maxWorkerAge: field(
+    seconds,
+    0,
+    "Seconds after which a worker retires (its replacement is ready first); 0 for never."
+  ),
+  workerConcurrency: field(
+    int(0, 10_000_000),
+    0,
+    "Requests a worker runs at once; at this many it counts as busy. 1 isolates requests as a forking server does; 0 for no limit."
+  ),
+  workerTimeout: field(
+    seconds,
+    30,
+    "Seconds a worker may go without a heartbeat (a hung or spinning app) before it is killed and replaced; 0 for never."
+  ),
+  idleWorkerTimeout: field(seconds, 60, "Seconds an extra worker (beyond minWorkers) may stay idle before it retires."),
+  bootTimeout: field(
+    seconds,
+    30,
+    "Seconds a new worker has to load the module and start serving; longer counts as a failed boot."
+  ),
+  dispatch: field(
+    Schema.Literals(["shared"]),
+    "shared",
+    "shared: workers accept from the listening socket they inherit (the primary accepts nothing)."
+  )
+} as const
+
+/**
+ * @since 0.1.0
+ * @category options
+ */
+export const PreforkPoolOptions = Schema.Struct(PreforkFields)
+
+/**
+ * @since 0.1.0
+ * @category options
+ */
+export type PreforkPoolOptionsInput = typeof PreforkPoolOptions.Encoded
+
+/**
+ * @since 0.1.0
+ * @category options
+ */
+export type PreforkPoolConfig = typeof PreforkPoolOptions.Type

@@ -17,16 +17,24 @@ const floors: Readonly<Record<string, number>> = {
   stats: 1,
   wire: 2,
   listen: 2,
+  process: 2,
   gateway: 3,
   conn: 3,
   http: 4,
   scgi: 4,
+  prefork: 5,
   cli: 9,
   "index.ts": 9
 }
 
 /** Pairs of folders that must not import each other in either direction, though their floors allow it. */
 const siblings: ReadonlyArray<readonly [string, string]> = [["http", "scgi"]]
+
+/**
+ * Folders a folder must not import although its floor allows: the prefork primary loads no app
+ * code, so it imports neither server nor the gateway (its workers do, from cli/).
+ */
+const forbidden: Readonly<Record<string, ReadonlyArray<string>>> = { prefork: ["http", "scgi", "gateway", "conn"] }
 
 const unitOf = (file: string): string => Path.relative(src, file).split(Path.sep)[0]
 
@@ -84,6 +92,13 @@ describe("the floors of src/ (DESIGN.md)", () => {
   it("keeps HTTP and SCGI apart: neither imports the other", () => {
     const crossing = edges
       .filter((e) => siblings.some(([a, b]) => (e.from === a && e.to === b) || (e.from === b && e.to === a)))
+      .map((e) => `${e.file} imports ${e.to}/`)
+    expect(crossing).toEqual([])
+  })
+
+  it("keeps the prefork primary free of app code: it imports no server, gateway or driver", () => {
+    const crossing = edges
+      .filter((e) => (forbidden[e.from] ?? []).includes(e.to))
       .map((e) => `${e.file} imports ${e.to}/`)
     expect(crossing).toEqual([])
   })

@@ -17,9 +17,10 @@ import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Console, Context, Data, Effect, Exit, Layer, Schema, type SchemaAST } from "effect"
 import { Argument, CliConfig, CliError, CliOutput, Command, Flag, GlobalFlag, TerminalCapabilities } from "effect/cli"
 import { InvalidOptions } from "../errors.ts"
-import { decodeOptions, Http1ServerOptions, ScgiServerOptions } from "../options.ts"
+import { decodeOptions, Http1ServerOptions, PreforkFields, PreforkPoolOptions, ScgiServerOptions } from "../options.ts"
+import * as Prefork from "../prefork/Prefork.ts"
 import { type FlagValue, formatSize, givenOptions, isSizeField, type OptionFlag, optionFlags } from "./flags.ts"
-import { serve } from "./serve.ts"
+import { AppLoadError, formatListening, parseModuleRef, serve } from "./serve.ts"
 
 /**
  * A command line that parses but cannot be used: flags that exclude each other or do not apply.
@@ -65,8 +66,18 @@ const pemFlag = (key: string, name: string, description: string): OptionFlag => 
   flag: Flag.File(name).pipe(Flag.withDescription(`${description} (HTTP only)`), Flag.optional)
 })
 
+/** The prefork pool's flags: any of them runs the module in worker processes. */
+const poolFlags = optionFlags(PreforkFields, {
+  note: (key) => {
+    const fallback = (Schema.decodeUnknownSync(PreforkPoolOptions)({}) as Record<string, unknown>)[key]
+    return fallback === undefined ? "" : `(default ${JSON.stringify(fallback)})`
+  }
+})
+const poolKeys = new Set(poolFlags.map((flag) => flag.key))
+
 const flags: ReadonlyArray<OptionFlag> = [
   ...schemaFlags,
+  ...poolFlags,
   pemFlag("tlsCert", "tls-cert", "PEM certificate (chain) file; with --tls-key, serve HTTPS."),
   pemFlag("tlsKey", "tls-key", "PEM private key file."),
   pemFlag("tlsCa", "tls-ca", "PEM CA file: ask clients for a certificate and verify it against these CAs.")
@@ -144,9 +155,19 @@ const serveCommand = Command.make(
     options: Object.fromEntries(flags.map((flag) => [flag.key, flag.flag]))
   },
   Effect.fnUntraced(function* ({ module, protocol, options }) {
-    const given = givenOptions(options)
+    const all = givenOptions(options)
+    const given = Object.fromEntries(Object.entries(all).filter(([key]) => !poolKeys.has(key)))
+    const pool = Object.fromEntries(Object.entries(all).filter(([key]) => poolKeys.has(key)))
     yield* checkTarget(given)
     yield* checkProtocol(protocol, given)
+    if (Object.keys(pool).length > 0) {
+      yield* decodeOptions(PreforkPoolOptions, pool)
+      const server =
+        protocol === "scgi"
+          ? yield* decodeOptions(ScgiServerOptions, given).pipe(Effect.as(given))
+          : yield* Effect.tap(withTls(given), (withPem) => decodeOptions(Http1ServerOptions, withPem))
+      return yield* preforked(module, protocol, server, pool)
+    }
     // The server decodes its options too; decoding them here reports a value the Schema refuses
     // before the module is loaded.
     if (protocol === "scgi") {
@@ -172,6 +193,34 @@ const serveCommand = Command.make(
     }
   ])
 )
+
+/**
+ * Serves the module in a prefork pool, printing `listening on URL` once the first workers serve.
+ * The primary loads no app code: it only checks that the module's file exists (a typo is one
+ * clear error rather than three failed boots); a module that does not load fails each worker's
+ * boot, and the pool halts with what the last one wrote to stderr.
+ */
+const preforked = (
+  module: string,
+  protocol: "http" | "scgi",
+  server: Readonly<Record<string, unknown>>,
+  pool: Readonly<Record<string, unknown>>
+) =>
+  Effect.gen(function* () {
+    const ref = parseModuleRef(module)
+    if (!Fs.existsSync(ref.path)) {
+      return yield* new AppLoadError({ module: ref.path, reason: "no such file" })
+    }
+    const scheme = protocol === "scgi" ? "scgi" : server.tls === undefined ? "http" : "https"
+    return yield* Effect.scoped(
+      Effect.gen(function* () {
+        const running = yield* Prefork.make({ ...pool, module, protocol, server })
+        const workers = (yield* running.snapshot).workers.length
+        yield* Console.log(`listening on ${formatListening(running.address, scheme)} (${workers} workers)`)
+        return yield* running.halted
+      })
+    )
+  })
 
 const command = Command.make("effect-appserver").pipe(
   Command.withDescription("Application servers for Effect HTTP apps: HTTP/1.1 and SCGI."),

@@ -11,6 +11,7 @@ import { pathToFileURL } from "node:url"
 import type * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Console, Data, Effect, Layer } from "effect"
 import type * as Etag from "effect/http/Etag"
+import type * as HttpMiddleware from "effect/http/HttpMiddleware"
 import type * as HttpPlatform from "effect/http/HttpPlatform"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServer from "effect/http/HttpServer"
@@ -226,10 +227,20 @@ export const missingServiceOf = <E>(cause: Cause.Cause<E>): string | undefined =
  * and whatever a layer looks up while it builds is looked up at startup. A service missing then
  * is a `MissingService` naming it, before the server reports that it is listening.
  */
-const serveLayer = (served: Served, module: string): Layer.Layer<never, unknown, HttpServer.HttpServer> =>
+export const serveLayer = (
+  served: Served,
+  module: string,
+  middleware?: HttpMiddleware.HttpMiddleware
+): Layer.Layer<never, unknown, HttpServer.HttpServer> =>
   (served._tag === "App"
-    ? HttpServer.serve(served.app)
-    : HttpRouter.serve(served.routes, { disableLogger: true, disableListenLog: true })
+    ? middleware === undefined
+      ? HttpServer.serve(served.app)
+      : HttpServer.serve(served.app, middleware)
+    : HttpRouter.serve(served.routes, {
+        disableLogger: true,
+        disableListenLog: true,
+        ...(middleware === undefined ? {} : { middleware })
+      })
   ).pipe(
     Layer.catchCause((cause) => {
       const service = missingServiceOf(cause)

@@ -186,8 +186,10 @@ const isLive = (path: string): Promise<boolean> =>
  * Makes room for a unix socket at `path`: a socket file nobody listens on any more (left by a
  * crash) is removed; a live one is `AddressInUse`; anything that is not a socket is left alone
  * and refused.
+ *
+ * @since 0.1.0
  */
-const clearStaleSocket = (path: string): Effect.Effect<void, BindError> =>
+export const clearStaleSocket = (path: string): Effect.Effect<void, BindError> =>
   Effect.gen(function* () {
     const stat = yield* Effect.sync(() => Fs.lstatSync(path, { throwIfNoEntry: false }))
     if (stat === undefined) return

@@ -1,0 +1,228 @@
+/**
+ * A prefork worker: the program a prefork primary forks. It waits for its `Start` message, loads
+ * the module, serves it with the same server code as a single process (HTTP or SCGI) on the
+ * listening socket it inherited, says when it is ready, and reports its load as a heartbeat. It
+ * stops gracefully when the primary says so, when the primary goes away (its IPC channel closes,
+ * or, as a backstop, its parent process changes), or on SIGTERM/SIGINT.
+ *
+ * It lives beside the command line, the top floor, because it is the one part of the pool that
+ * loads app code: the primary (`src/prefork/`) never imports a server or the gateway.
+ *
+ * @since 0.1.0
+ */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Cause, Deferred, Effect, Exit, Layer, Option, Schedule, type Scope } from "effect"
+import type * as HttpMiddleware from "effect/http/HttpMiddleware"
+import { HttpServerRequest } from "effect/http/HttpServerRequest"
+import * as Http1Server from "../http/Http1Server.ts"
+import type { FromWorker, OldestRequest, StartWorker } from "../prefork/Messages.ts"
+import { decodeToWorker } from "../prefork/Messages.ts"
+import * as ScgiServer from "../scgi/ScgiServer.ts"
+import { loadServed, MissingService, parseModuleRef, serveLayer } from "./serve.ts"
+
+const send = (message: FromWorker): void => {
+  // Without a channel the primary is gone; the disconnect handler stops the worker.
+  if (process.connected) process.send?.(message)
+}
+
+/** A request in progress, kept in an array with swap-remove (as ConnectionList, for the same GC reason). */
+interface Running {
+  readonly method: string
+  readonly url: string
+  readonly since: number
+  index: number
+}
+
+/**
+ * What the worker counts for its heartbeat: requests in progress (the oldest among them for the
+ * log of a hung worker), requests served, and whether it is busy.
+ */
+class Load {
+  private readonly running: Array<Running> = []
+  served = 0
+  private readonly concurrency: number
+  private readonly requestLimit: number
+  private retireAsked = false
+  private wasBusy = false
+
+  constructor(concurrency: number, requestLimit: number) {
+    this.concurrency = concurrency
+    this.requestLimit = requestLimit
+  }
+
+  get busy(): boolean {
+    return this.concurrency > 0 && this.running.length >= this.concurrency
+  }
+
+  begin(method: string, url: string): Running {
+    const entry: Running = { method, url, since: performance.now(), index: this.running.length }
+    this.running.push(entry)
+    this.changed()
+    return entry
+  }
+
+  end(entry: Running): void {
+    const last = this.running.pop()
+    if (last !== undefined && last !== entry) {
+      this.running[entry.index] = last
+      last.index = entry.index
+    }
+    this.served++
+    this.changed()
+    if (this.requestLimit > 0 && this.served >= this.requestLimit && !this.retireAsked) {
+      this.retireAsked = true
+      send({ _tag: "Retire", served: this.served })
+    }
+  }
+
+  private oldest(): OldestRequest | null {
+    let oldest: Running | undefined
+    for (const entry of this.running) if (oldest === undefined || entry.since < oldest.since) oldest = entry
+    return oldest === undefined
+      ? null
+      : { method: oldest.method, url: oldest.url, age: (performance.now() - oldest.since) / 1000 }
+  }
+
+  /** Busy and idle are reported at once, so the primary can add a worker while all are busy. */
+  private changed(): void {
+    const busy = this.busy
+    if (busy !== this.wasBusy) {
+      this.wasBusy = busy
+      this.report()
+    }
+  }
+
+  report(): void {
+    send({
+      _tag: "Load",
+      inFlight: this.running.length,
+      served: this.served,
+      connections: 0,
+      busy: this.busy,
+      oldest: this.oldest()
+    })
+  }
+
+  readonly middleware: HttpMiddleware.HttpMiddleware = (app) =>
+    Effect.flatMap(HttpServerRequest, (request) => {
+      const entry = this.begin(request.method, request.url)
+      return Effect.ensuring(
+        app,
+        Effect.sync(() => this.end(entry))
+      )
+    })
+}
+
+/** The `Start` message: the primary's answer to `Hello`. */
+const started: Effect.Effect<StartWorker> = Effect.callback<StartWorker>((resume) => {
+  const onMessage = (raw: unknown) => {
+    const message = decodeToWorker(raw)
+    if (Option.isSome(message) && message.value._tag === "Start") {
+      process.off("message", onMessage)
+      resume(Effect.succeed(message.value))
+    }
+  }
+  process.on("message", onMessage)
+  send({ _tag: "Hello" })
+  return Effect.sync(() => {
+    process.off("message", onMessage)
+  })
+})
+
+/** How often the worker checks that its parent is still the primary, behind the IPC channel's close. */
+const parentCheckMillis = 1_000
+
+/**
+ * Completes when the worker must stop: the primary said so, its IPC channel closed (the primary
+ * exited, also when it was SIGKILLed), its parent changed (a backstop), or SIGTERM/SIGINT. It
+ * listens from the worker's first moment, so a request to stop that comes while the module is
+ * still loading is not lost.
+ */
+const stopRequests: Effect.Effect<Deferred.Deferred<string>, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.sync(() => {
+    const stop = Deferred.makeUnsafe<string>()
+    const parent = process.ppid
+    const done = (why: string) => Deferred.doneUnsafe(stop, Effect.succeed(why))
+    const onMessage = (raw: unknown) => {
+      const message = decodeToWorker(raw)
+      if (Option.isSome(message) && message.value._tag === "Stop") done("asked to stop")
+    }
+    const onDisconnect = () => done("the primary went away")
+    const onSignal = (signal: NodeJS.Signals) => done(signal)
+    const timer = setInterval(() => {
+      if (process.ppid !== parent) done("the primary went away")
+    }, parentCheckMillis)
+    timer.unref()
+    process.on("message", onMessage)
+    process.once("disconnect", onDisconnect)
+    process.once("SIGTERM", onSignal)
+    process.once("SIGINT", onSignal)
+    if (!process.connected) done("the primary went away")
+    const release = () => {
+      clearInterval(timer)
+      process.off("message", onMessage)
+      process.off("disconnect", onDisconnect)
+      process.off("SIGTERM", onSignal)
+      process.off("SIGINT", onSignal)
+    }
+    return { stop, release }
+  }),
+  ({ release }) => Effect.sync(release)
+).pipe(Effect.map(({ stop }) => stop))
+
+/** Signals meant for the primary (reload, scale) that reach a worker too (a terminal's process group). */
+const primarySignals: ReadonlyArray<NodeJS.Signals> = ["SIGHUP", "SIGTTIN", "SIGTTOU", "SIGUSR2"]
+
+const describeFailure = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  if (error instanceof MissingService) return error.message
+  return error instanceof Error ? error.message : String(error)
+}
+
+const serveWorker = Effect.gen(function* () {
+  const stop = yield* stopRequests
+  const start = yield* started
+  const load = new Load(start.concurrency, start.requestLimit)
+  const listen = start.listen._tag === "Fd" ? { fd: start.listen.fd } : {}
+  const concurrency = start.concurrency > 0 ? { maxConcurrentRequests: start.concurrency } : {}
+  const booted = yield* Effect.exit(
+    Effect.gen(function* () {
+      const ref = parseModuleRef(start.module)
+      const served = yield* loadServed(ref)
+      const server =
+        start.protocol === "scgi"
+          ? ScgiServer.layer({ ...start.server, ...listen, ...concurrency })
+          : Http1Server.layer({ ...start.server, ...listen, ...concurrency })
+      yield* Layer.build(serveLayer(served, ref.path, load.middleware).pipe(Layer.provide(server)))
+    })
+  )
+  if (Exit.isFailure(booted)) {
+    const reason = describeFailure(booted.cause)
+    send({ _tag: "BootFailed", reason })
+    return yield* Effect.failCause(booted.cause)
+  }
+  send({ _tag: "Ready" })
+  yield* Effect.forkScoped(
+    Effect.repeat(
+      Effect.sync(() => load.report()),
+      Schedule.spaced(start.heartbeat)
+    )
+  )
+  const why = yield* Deferred.await(stop)
+  yield* Effect.logDebug(`worker ${start.id} (pid ${process.pid}) stopping: ${why}`)
+})
+
+/**
+ * Runs the worker.
+ *
+ * @since 0.1.0
+ */
+export const runWorker = (): void => {
+  for (const signal of primarySignals) process.on(signal, () => {})
+  NodeRuntime.runMain(Effect.scoped(serveWorker), {
+    disableErrorReporting: false,
+    teardown: (exit, onExit) => onExit(Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : 3)
+  })
+}
+
+if (import.meta.main) runWorker()

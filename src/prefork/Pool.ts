@@ -1,0 +1,558 @@
+/**
+ * The prefork primary's pool of workers (the role of gunicorn's arbiter and wsgitools' forkpool):
+ * it starts workers, keeps at least `minWorkers` of them, adds one (up to `maxWorkers`) while
+ * every worker is busy and retires extras idle for `idleWorkerTimeout`, recycles workers
+ * (`maxRequests` plus jitter, `maxWorkerAge`, a user Schedule) with the replacement ready first,
+ * replaces workers that die (spaced by a backoff Schedule), kills and replaces workers that miss
+ * their heartbeat for `workerTimeout`, halts with a `WorkerError` when workers keep failing to
+ * boot, reloads (new workers ready before old ones drain) and scales on request, and stops
+ * gracefully.
+ *
+ * Decisions run on a tick of the pool's own fiber, from what the workers report over IPC
+ * (`Ready`, `Load`, `Retire`, `BootFailed`) and from their exits.
+ *
+ * @since 0.1.0
+ */
+import { type Cause, Clock, Deferred, Duration, Effect, type Fiber, Option, type Pull, Schedule } from "effect"
+import { WorkerError } from "../errors.ts"
+import { stablePeriodMillis } from "../process/Backoff.ts"
+import { describeExit, forkNode, type NodeChild } from "../process/NodeChild.ts"
+import { decodeFromWorker, type FromWorker, type OldestRequest, type StartWorker } from "./Messages.ts"
+
+/**
+ * What a pool runs and how. Times are in milliseconds, 0 for none.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolSpec {
+  /** The module workers serve, `path[:export]`. */
+  readonly module: string
+  readonly protocol: "http" | "scgi"
+  /** The server's options for the workers, without where to listen. */
+  readonly server: Readonly<Record<string, unknown>>
+  /** The listening descriptor the workers inherit (their descriptor 3). */
+  readonly listenFd: number
+  readonly minWorkers: number
+  readonly maxWorkers: number
+  readonly maxRequests: number
+  readonly maxRequestsJitter: number
+  readonly maxWorkerAge: number
+  readonly workerConcurrency: number
+  readonly workerTimeout: number
+  readonly idleWorkerTimeout: number
+  readonly bootTimeout: number
+  /** The server's shutdownTimeout: how long workers get to finish when they stop. */
+  readonly shutdownTimeout: number
+  /** Spacing of respawns after unexpected exits. */
+  readonly restartBackoff: Schedule.Schedule<unknown, unknown>
+  /** A worker retires when this ends; it is stepped once per request the worker served. */
+  readonly recycle: Schedule.Schedule<unknown, unknown> | undefined
+  /** The worker program and the Node flags to run it with. */
+  readonly workerEntry: string
+  readonly execArgv: ReadonlyArray<string>
+}
+
+/**
+ * A worker's state.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type WorkerState = "starting" | "idle" | "busy" | "retiring"
+
+/**
+ * One worker, as the pool's snapshot shows it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WorkerSnapshot {
+  readonly id: number
+  readonly pid: number
+  readonly state: WorkerState
+  readonly served: number
+  readonly inFlight: number
+  /** Seconds since it was started. */
+  readonly age: number
+}
+
+/**
+ * A worker that has exited, with why.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WorkerExit {
+  readonly id: number
+  readonly pid: number
+  /** "retired (maxRequests)", "died: signal SIGKILL", "killed: no heartbeat for 30 s", ... */
+  readonly reason: string
+  /** When, in ms since the epoch. */
+  readonly at: number
+}
+
+/**
+ * The pool at a point in time.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolSnapshot {
+  readonly minWorkers: number
+  readonly maxWorkers: number
+  readonly workers: ReadonlyArray<WorkerSnapshot>
+  /** Workers started in place of ones that died unexpectedly. */
+  readonly restarts: number
+  /** The most recent exits, newest last (at most 50). */
+  readonly exits: ReadonlyArray<WorkerExit>
+}
+
+/** Failed boots in a row after which the pool halts rather than restart forever. */
+const bootFailureLimit = 3
+/** After SIGABRT for a missed heartbeat, how long before SIGKILL. */
+const abortGraceMillis = 1_000
+/** Beyond the workers' shutdownTimeout, how long a stop waits before SIGKILL. */
+const stopGraceMillis = 2_000
+const keptExits = 50
+
+class Worker {
+  readonly id: number
+  readonly child: NodeChild
+  readonly startedAt: number
+  readonly ready = Deferred.makeUnsafe<void, string>()
+  state: WorkerState = "starting"
+  readyAt = 0
+  lastSeen: number
+  served = 0
+  inFlight = 0
+  idleSince: number
+  oldest: OldestRequest | null = null
+  /** Why the pool stopped or retired it: its exit is expected. */
+  stopReason: string | undefined
+  stopSent = false
+  /** Why the pool killed it. */
+  killReason: string | undefined
+  retireReason: string | undefined
+  recycle: ((now: number, input: unknown) => Pull.Pull<unknown, unknown, unknown>) | undefined
+  /** What to send when it says Hello. */
+  start: StartWorker | undefined
+  recycleServed = 0
+
+  constructor(id: number, child: NodeChild, now: number) {
+    this.id = id
+    this.child = child
+    this.startedAt = now
+    this.lastSeen = now
+    this.idleSince = now
+  }
+
+  get label(): string {
+    return `worker ${this.id} (pid ${this.child.pid})`
+  }
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export class Pool {
+  private readonly spec: PoolSpec
+  private readonly workers: Array<Worker> = []
+  private readonly exits: Array<WorkerExit> = []
+  private nextId = 0
+  private restarts = 0
+  private bootFailures = 0
+  private minWorkers: number
+  private maxWorkers: number
+  /** No respawn before this time (the backoff after an unexpected exit). */
+  private spawnAfter = 0
+  private backoff: ((now: number) => Effect.Effect<number>) | undefined
+  private lastCrash = 0
+  private stopping = false
+  /** Completes (failing) when the pool halts. */
+  readonly halted = Deferred.makeUnsafe<never, WorkerError>()
+  private readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
+
+  constructor(spec: PoolSpec, runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>) {
+    this.spec = spec
+    this.minWorkers = spec.minWorkers
+    this.maxWorkers = Math.max(spec.maxWorkers, spec.minWorkers)
+    this.runFork = runFork
+  }
+
+  snapshot(now: number): PoolSnapshot {
+    return {
+      minWorkers: this.minWorkers,
+      maxWorkers: this.maxWorkers,
+      workers: this.workers.map((w) => ({
+        id: w.id,
+        pid: w.child.pid,
+        state: w.state,
+        served: w.served,
+        inFlight: w.inFlight,
+        age: (now - w.startedAt) / 1000
+      })),
+      restarts: this.restarts,
+      exits: [...this.exits]
+    }
+  }
+
+  private get active(): Array<Worker> {
+    return this.workers.filter((w) => w.state !== "retiring")
+  }
+
+  private get serving(): Array<Worker> {
+    return this.workers.filter((w) => w.state === "idle" || w.state === "busy")
+  }
+
+  // Workers
+
+  private spawn(now: number): Effect.Effect<void> {
+    const self = this
+    const id = ++this.nextId
+    const spec = this.spec
+    return Effect.gen(function* () {
+      let worker: Worker | undefined
+      // Messages that come before the worker is recorded wait for it.
+      const early: Array<FromWorker> = []
+      const child = yield* forkNode({
+        name: `worker ${id}`,
+        entry: spec.workerEntry,
+        execArgv: spec.execArgv,
+        fds: [spec.listenFd],
+        onMessage: (raw) => {
+          const message = decodeFromWorker(raw)
+          if (Option.isNone(message)) return
+          if (worker === undefined) early.push(message.value)
+          else self.onMessage(worker, message.value)
+        }
+      }).pipe(
+        Effect.tapError((error) => Effect.logError(error.message)),
+        Effect.option
+      )
+      if (Option.isNone(child)) {
+        self.bootFailed(undefined, "could not be started", "")
+        return
+      }
+      const started = new Worker(id, child.value, now)
+      worker = started
+      self.workers.push(started)
+      const jitter = spec.maxRequestsJitter > 0 ? Math.floor(Math.random() * (spec.maxRequestsJitter + 1)) : 0
+      const start: StartWorker = {
+        _tag: "Start",
+        id,
+        module: spec.module,
+        protocol: spec.protocol,
+        server: spec.server,
+        listen: { _tag: "Fd", fd: 3 },
+        heartbeat: spec.workerTimeout > 0 ? Math.max(100, Math.floor(spec.workerTimeout / 4)) : 10_000,
+        concurrency: spec.workerConcurrency,
+        requestLimit: spec.maxRequests > 0 ? spec.maxRequests + jitter : 0
+      }
+      started.start = start
+      if (spec.recycle !== undefined) started.recycle = yield* Schedule.toStep(spec.recycle)
+      for (const message of early.splice(0)) self.onMessage(started, message)
+      self.runFork(self.watch(started))
+    })
+  }
+
+  /** Follows a worker from its start to its exit. */
+  private watch(worker: Worker): Effect.Effect<void> {
+    const self = this
+    const spec = this.spec
+    return Effect.gen(function* () {
+      const boot = yield* Effect.raceFirst(
+        Effect.map(Effect.exit(Deferred.await(worker.ready)), (exit) =>
+          exit._tag === "Success" ? undefined : Option.getOrElse(exitFailure(exit.cause), () => "failed to boot")
+        ),
+        Effect.raceFirst(
+          Effect.map(worker.child.exited, (exit) => `exited while starting (${describeExit(exit)})`),
+          Effect.as(Effect.sleep(spec.bootTimeout), `not ready within ${spec.bootTimeout / 1000} s`)
+        )
+      )
+      const now = yield* Clock.currentTimeMillis
+      if (boot !== undefined) {
+        worker.stopReason = "failed to boot"
+        worker.child.kill("SIGKILL")
+        yield* worker.child.exited
+        self.remove(worker, `failed to boot: ${boot}`, now)
+        self.bootFailed(worker, boot, worker.child.stderrTail())
+        return
+      }
+      self.bootFailures = 0
+      worker.readyAt = now
+      worker.lastSeen = now
+      worker.idleSince = now
+      if (worker.state === "starting") worker.state = "idle"
+      yield* Effect.logInfo(`${worker.label} ready in ${now - worker.startedAt} ms`)
+      const exit = yield* worker.child.exited
+      const at = yield* Clock.currentTimeMillis
+      if (worker.stopReason !== undefined) {
+        self.remove(worker, worker.stopReason, at)
+        yield* Effect.logInfo(`${worker.label} exited (${worker.stopReason}): ${describeExit(exit)}`)
+        return
+      }
+      const reason = worker.killReason === undefined ? `died: ${describeExit(exit)}` : `killed: ${worker.killReason}`
+      self.remove(worker, reason, at)
+      self.restarts++
+      yield* self.crashed(at)
+      yield* Effect.logWarning(`${worker.label} ${reason}; starting another`)
+    })
+  }
+
+  private remove(worker: Worker, reason: string, now: number): void {
+    const index = this.workers.indexOf(worker)
+    if (index !== -1) this.workers.splice(index, 1)
+    this.exits.push({ id: worker.id, pid: worker.child.pid, reason, at: now })
+    if (this.exits.length > keptExits) this.exits.shift()
+  }
+
+  /** An unexpected exit: the next start waits for the backoff; a long stable run resets it. */
+  private crashed(now: number): Effect.Effect<void> {
+    const self = this
+    return Effect.gen(function* () {
+      if (self.backoff === undefined || now - self.lastCrash > stablePeriodMillis) {
+        const step = yield* Schedule.toStep(self.spec.restartBackoff)
+        self.backoff = (at) =>
+          Effect.match(step(at, undefined), {
+            // A schedule that gives up leaves no delay: boot failures still halt the pool.
+            onFailure: () => 0,
+            onSuccess: ([, delay]) => Duration.toMillis(delay)
+          })
+      }
+      self.lastCrash = now
+      self.spawnAfter = now + (yield* self.backoff(now))
+    })
+  }
+
+  private bootFailed(worker: Worker | undefined, reason: string, stderr: string): void {
+    this.bootFailures++
+    const name = worker === undefined ? `worker ${this.nextId}` : worker.label
+    this.runFork(Effect.logError(`${name} failed to boot: ${reason}`))
+    if (this.bootFailures >= bootFailureLimit && !this.stopping) {
+      // As gunicorn halts on boot errors, rather than restart forever; unlike it, saying why.
+      Deferred.doneUnsafe(
+        this.halted,
+        Effect.fail(
+          new WorkerError({
+            name,
+            reason: "BootFailed",
+            detail: `${this.bootFailures} workers in a row failed to boot; the last: ${reason}`,
+            stderr
+          })
+        )
+      )
+      return
+    }
+    this.runFork(Effect.flatMap(Clock.currentTimeMillis, (now) => this.crashed(now)))
+  }
+
+  private onMessage(worker: Worker, message: FromWorker): void {
+    const now = Date.now()
+    worker.lastSeen = now
+    switch (message._tag) {
+      case "Hello":
+        if (worker.start !== undefined) worker.child.send(worker.start)
+        return
+      case "Ready":
+        Deferred.doneUnsafe(worker.ready, Effect.void)
+        return
+      case "BootFailed":
+        Deferred.doneUnsafe(worker.ready, Effect.fail(message.reason))
+        return
+      case "Retire":
+        this.retire(worker, "maxRequests")
+        return
+      case "Load": {
+        const served = message.served
+        const newly = served - worker.recycleServed
+        worker.served = served
+        worker.inFlight = message.inFlight
+        worker.oldest = message.oldest
+        if (worker.state === "idle" || worker.state === "busy") {
+          const next: WorkerState = message.busy ? "busy" : "idle"
+          if (next === "idle" && worker.state === "busy") worker.idleSince = now
+          if (message.inFlight > 0) worker.idleSince = now
+          worker.state = next
+        }
+        if (newly > 0 && worker.recycle !== undefined) {
+          worker.recycleServed = served
+          this.runFork(this.stepRecycle(worker, newly, now))
+        }
+        return
+      }
+    }
+  }
+
+  /** Steps the user's recycling Schedule once per newly served request; its end retires the worker. */
+  private stepRecycle(worker: Worker, times: number, now: number): Effect.Effect<void> {
+    const step = worker.recycle
+    if (step === undefined) return Effect.void
+    const self = this
+    return Effect.gen(function* () {
+      for (let i = 0; i < times; i++) {
+        const result = yield* Effect.exit(step(now, worker.served))
+        if (result._tag === "Failure") {
+          worker.recycle = undefined
+          self.retire(worker, "recycle schedule")
+          return
+        }
+      }
+    })
+  }
+
+  /** Retires a worker: a replacement starts (if needed to keep minWorkers) and is ready first. */
+  private retire(worker: Worker, why: string): void {
+    if (worker.state === "retiring" || worker.stopReason !== undefined) return
+    worker.state = "retiring"
+    worker.retireReason = why
+  }
+
+  /** Asks a worker to stop gracefully; its exit is expected. */
+  private stopWorker(worker: Worker, why: string): void {
+    worker.stopReason ??= why
+    if (worker.stopSent) return
+    worker.stopSent = true
+    worker.state = "retiring"
+    if (!worker.child.send({ _tag: "Stop" })) worker.child.kill("SIGTERM")
+  }
+
+  private kill(worker: Worker, why: string): void {
+    if (worker.killReason !== undefined) return
+    worker.killReason = why
+    const oldest = worker.oldest
+    const doing =
+      oldest === null
+        ? "with no request in progress"
+        : `running ${oldest.method} ${oldest.url} for ${oldest.age.toFixed(1)} s (at its last heartbeat)`
+    this.runFork(Effect.logError(`${worker.label} killed: ${why}, ${doing}`))
+    // SIGABRT first, as gunicorn does, then SIGKILL for a process that ignores it.
+    worker.child.kill("SIGABRT")
+    this.runFork(
+      Effect.delay(
+        Effect.sync(() => worker.child.kill("SIGKILL")),
+        abortGraceMillis
+      )
+    )
+  }
+
+  /**
+   * One round of decisions. Exported for tests that drive the pool step by step.
+   */
+  manage(now: number): Effect.Effect<void> {
+    if (this.stopping || Deferred.isDoneUnsafe(this.halted)) return Effect.void
+    const spec = this.spec
+    // Hung workers: no heartbeat (a spinning or blocked event loop) for workerTimeout.
+    if (spec.workerTimeout > 0) {
+      for (const w of this.workers) {
+        if (w.state !== "starting" && w.killReason === undefined && now - w.lastSeen > spec.workerTimeout) {
+          this.kill(w, `no heartbeat for ${((now - w.lastSeen) / 1000).toFixed(1)} s`)
+        }
+      }
+    }
+    // Old workers retire.
+    if (spec.maxWorkerAge > 0) {
+      for (const w of this.serving) if (now - w.readyAt > spec.maxWorkerAge) this.retire(w, "maxWorkerAge")
+    }
+    // Retiring workers stop once enough others serve (the replacement is ready first).
+    const serving = this.serving
+    for (const w of this.workers) {
+      if (w.state === "retiring" && !w.stopSent && serving.length >= this.minWorkers) {
+        this.stopWorker(w, `retired (${w.retireReason ?? "asked"})`)
+      }
+    }
+    const active = this.active
+    // Extra workers idle for idleWorkerTimeout retire, down to minWorkers, one per round.
+    if (active.length > this.minWorkers) {
+      const idle = active.find((w) => w.state === "idle" && now - w.idleSince > spec.idleWorkerTimeout)
+      if (idle !== undefined) this.stopWorker(idle, "idle")
+    }
+    const starting = active.filter((w) => w.state === "starting").length
+    if (now < this.spawnAfter) return Effect.void
+    // At least minWorkers: start the missing ones at once (a reload replaces all together).
+    const missing = this.minWorkers - this.active.length
+    if (missing > 0) return Effect.forEach(Array.from({ length: missing }), () => this.spawn(now), { discard: true })
+    // All busy: one more, up to maxWorkers, one at a time.
+    if (
+      starting === 0 &&
+      active.length < this.maxWorkers &&
+      serving.length > 0 &&
+      serving.every((w) => w.state === "busy")
+    ) {
+      return this.spawn(now)
+    }
+    return Effect.void
+  }
+
+  /** Starts the pool: minWorkers workers, ready; fails with the WorkerError if they cannot boot. */
+  start(): Effect.Effect<void, WorkerError> {
+    const self = this
+    return Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      yield* self.manage(now)
+      const ready = Effect.gen(function* () {
+        while (self.serving.length < self.minWorkers) {
+          yield* Effect.sleep(20)
+          yield* self.manage(yield* Clock.currentTimeMillis)
+        }
+      })
+      yield* Effect.raceFirst(ready, Deferred.await(self.halted))
+    })
+  }
+
+  /** Runs the pool's decisions until the scope closes. */
+  run(tickMillis: number): Effect.Effect<never> {
+    const self = this
+    return Effect.forever(
+      Effect.gen(function* () {
+        yield* Effect.sleep(tickMillis)
+        yield* self.manage(yield* Clock.currentTimeMillis)
+      })
+    )
+  }
+
+  /** Replaces every worker: new ones load the module afresh and are ready before old ones stop. */
+  reload(): void {
+    for (const w of [...this.workers]) if (w.state !== "starting") this.retire(w, "reload")
+  }
+
+  /** One worker more (delta 1) or less (-1), never fewer than one. */
+  scale(delta: number): void {
+    this.minWorkers = Math.max(1, this.minWorkers + delta)
+    this.maxWorkers = Math.max(this.maxWorkers, this.minWorkers)
+    if (delta < 0) {
+      const extra = this.active.length - this.minWorkers
+      const victims = [...this.active].sort((a, b) => (a.state === "idle" ? -1 : 0) - (b.state === "idle" ? -1 : 0))
+      for (const w of victims.slice(0, Math.max(0, extra))) this.stopWorker(w, "scaled down")
+    }
+  }
+
+  /** Sends a signal to every worker. */
+  killWorkers(signal: NodeJS.Signals): void {
+    for (const w of this.workers) w.child.kill(signal)
+  }
+
+  /**
+   * Stops every worker gracefully: they stop accepting and finish what they have (up to their
+   * shutdownTimeout), then whatever is left is killed.
+   */
+  get stop(): Effect.Effect<void> {
+    const self = this
+    return Effect.gen(function* () {
+      self.stopping = true
+      for (const w of self.workers) self.stopWorker(w, "pool stopped")
+      const all = Effect.forEach([...self.workers], (w) => w.child.exited, { concurrency: "unbounded", discard: true })
+      const done = yield* Effect.timeoutOption(all, self.spec.shutdownTimeout + stopGraceMillis)
+      if (Option.isNone(done)) {
+        for (const w of self.workers) w.child.kill("SIGKILL")
+        yield* Effect.timeoutOption(all, 1_000)
+      }
+    })
+  }
+}
+
+const exitFailure = <E>(cause: Cause.Cause<E>): Option.Option<string> => {
+  for (const reason of cause.reasons) if (reason._tag === "Fail") return Option.some(String(reason.error))
+  return Option.none()
+}

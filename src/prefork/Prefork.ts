@@ -1,0 +1,205 @@
+/**
+ * A prefork pool of worker processes serving one module with the HTTP/1.1 or the SCGI server:
+ * how an Effect app uses every core of a machine and survives a crashing, leaking or hung app
+ * (the role of wsgitools' forkpool and gunicorn's arbiter).
+ *
+ * ```ts
+ * import { Prefork } from "effect-appserver"
+ * Prefork.launch({ module: "./app.ts", server: { port: 8080 }, workers: 4 }).pipe(NodeRuntime.runMain)
+ * ```
+ *
+ * The primary binds the listening socket, loads no app code and never runs the app: each worker
+ * is a Node process that loads the module and serves it on the socket it inherits (dispatch
+ * `shared`). Releasing the Layer stops the workers gracefully. SIGHUP reloads (new workers load
+ * the module afresh and are ready before old ones drain), SIGTTIN/SIGTTOU add or remove a
+ * worker; `PreforkPool` does the same from a program.
+ *
+ * @since 0.1.0
+ */
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { Clock, Context, Deferred, Effect, FiberSet, Layer, type Schedule } from "effect"
+import type * as NetAddress from "effect/net/NetAddress"
+import type * as Scope from "effect/Scope"
+import { type BindError, InvalidOptions, type WorkerError } from "../errors.ts"
+import { targetOf } from "../listen/Listener.ts"
+import {
+  decodeOptions,
+  Http1ServerOptions,
+  type Http1ServerOptionsInput,
+  millis,
+  PreforkPoolOptions,
+  type PreforkPoolOptionsInput,
+  ScgiServerOptions,
+  type ScgiServerOptionsInput
+} from "../options.ts"
+import { restartBackoff } from "../process/Backoff.ts"
+import { Pool, type PoolSnapshot } from "./Pool.ts"
+import { bindShared } from "./SharedSocket.ts"
+
+export type { PoolSnapshot, WorkerExit, WorkerSnapshot, WorkerState } from "./Pool.ts"
+
+/**
+ * What a prefork pool serves and how.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PreforkOptions = PreforkPoolOptionsInput & {
+  /** The module the workers serve, `path[:export]` (its default export unless named). */
+  readonly module: string
+  /** Which server the workers run (default "http"), with its options, where to listen included. */
+  readonly protocol?: "http" | "scgi" | undefined
+  readonly server?: Http1ServerOptionsInput | ScgiServerOptionsInput | undefined
+  /** Spacing of respawns after unexpected exits (default `restartBackoff`). */
+  readonly restartBackoff?: Schedule.Schedule<unknown, unknown> | undefined
+  /** A worker retires when this Schedule ends, stepped once per request it served. */
+  readonly recycle?: Schedule.Schedule<unknown, unknown> | undefined
+  /** Reload on SIGHUP and scale on SIGTTIN/SIGTTOU (default true). */
+  readonly signals?: boolean | undefined
+  /** Node flags for the workers (default: this process's). */
+  readonly execArgv?: ReadonlyArray<string> | undefined
+}
+
+/**
+ * A running pool.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class PreforkPool extends Context.Service<
+  PreforkPool,
+  {
+    /** Where clients connect. */
+    readonly address: NetAddress.SocketAddress
+    readonly snapshot: Effect.Effect<PoolSnapshot>
+    /** Replaces every worker, new ones ready before old ones drain (SIGHUP). */
+    readonly reload: Effect.Effect<void>
+    /** One worker more (1) or less (-1) (SIGTTIN, SIGTTOU). */
+    readonly scale: (delta: number) => Effect.Effect<void>
+    /** Sends a signal to every worker. */
+    readonly killWorkers: (signal: NodeJS.Signals) => Effect.Effect<void>
+    /** Fails when the pool halts because workers keep failing to boot; never succeeds. */
+    readonly halted: Effect.Effect<never, WorkerError>
+  }
+>()("effect-appserver/PreforkPool") {}
+
+/** Options that say where to listen: the primary binds, the workers inherit. */
+const listenKeys = new Set(["host", "port", "backlog", "ipv6Only", "path", "socketMode", "fd", "systemd"])
+
+/** The worker program beside this module: `.ts` when running from the sources, `.js` when built. */
+const workerEntry = (): string => {
+  const here = fileURLToPath(import.meta.url)
+  return Path.join(Path.dirname(here), "..", "cli", `worker${Path.extname(here)}`)
+}
+
+/** How often the pool makes its decisions. */
+const tickMillis = 100
+
+/**
+ * Starts the pool: binds, starts `minWorkers` workers and waits until they serve. Fails with
+ * `InvalidOptions`, a bind failure, or `WorkerError` when the workers cannot boot.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: PreforkOptions
+): Effect.Effect<PreforkPool["Service"], WorkerError | BindError | InvalidOptions, Scope.Scope> =>
+  Effect.gen(function* () {
+    const {
+      module,
+      protocol = "http",
+      server = {},
+      restartBackoff: backoff,
+      recycle,
+      signals,
+      execArgv,
+      ...poolInput
+    } = options
+    const pool = yield* decodeOptions(PreforkPoolOptions, poolInput)
+    const serverConfig =
+      protocol === "scgi"
+        ? yield* decodeOptions(ScgiServerOptions, server)
+        : yield* decodeOptions(Http1ServerOptions, server)
+    const minWorkers = pool.minWorkers ?? pool.workers ?? 1
+    const maxWorkers = pool.maxWorkers ?? pool.workers ?? minWorkers
+    if (maxWorkers < minWorkers) {
+      return yield* new InvalidOptions({ option: "maxWorkers", detail: `is below minWorkers (${minWorkers})` })
+    }
+    const target = yield* targetOf(serverConfig)
+    const shared = yield* bindShared(target)
+    const workerServer = Object.fromEntries(Object.entries(server).filter(([key]) => !listenKeys.has(key)))
+    const fibers = yield* FiberSet.make<unknown, unknown>()
+    const runFork = yield* FiberSet.runtime(fibers)<never>()
+    const running = new Pool(
+      {
+        module,
+        protocol,
+        server: workerServer,
+        listenFd: shared.fd,
+        minWorkers,
+        maxWorkers,
+        maxRequests: pool.maxRequests,
+        maxRequestsJitter: pool.maxRequestsJitter,
+        maxWorkerAge: millis(pool.maxWorkerAge),
+        workerConcurrency: pool.workerConcurrency,
+        workerTimeout: millis(pool.workerTimeout),
+        idleWorkerTimeout: millis(pool.idleWorkerTimeout),
+        bootTimeout: millis(pool.bootTimeout),
+        shutdownTimeout: millis(serverConfig.shutdownTimeout),
+        restartBackoff: backoff ?? restartBackoff,
+        recycle,
+        workerEntry: workerEntry(),
+        execArgv: execArgv ?? process.execArgv
+      },
+      runFork
+    )
+    yield* Effect.addFinalizer(() => running.stop)
+    yield* running.start()
+    yield* FiberSet.run(fibers, running.run(tickMillis))
+    if (signals !== false) {
+      const handlers: ReadonlyArray<readonly [NodeJS.Signals, () => void]> = [
+        ["SIGHUP", () => running.reload()],
+        ["SIGTTIN", () => running.scale(1)],
+        ["SIGTTOU", () => running.scale(-1)]
+      ]
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          for (const [signal, handler] of handlers) process.on(signal, handler)
+        }),
+        () =>
+          Effect.sync(() => {
+            for (const [signal, handler] of handlers) process.off(signal, handler)
+          })
+      )
+    }
+    return PreforkPool.of({
+      address: shared.address,
+      snapshot: Effect.map(Clock.currentTimeMillis, (now) => running.snapshot(now)),
+      reload: Effect.sync(() => running.reload()),
+      scale: (delta) => Effect.sync(() => running.scale(delta)),
+      killWorkers: (signal) => Effect.sync(() => running.killWorkers(signal)),
+      halted: Deferred.await(running.halted)
+    })
+  })
+
+/**
+ * The pool as a Layer: acquiring it starts the workers (and fails if they cannot boot),
+ * releasing it stops them gracefully.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: PreforkOptions): Layer.Layer<PreforkPool, WorkerError | BindError | InvalidOptions> =>
+  Layer.effect(PreforkPool, make(options))
+
+/**
+ * Runs a pool until the program is interrupted (SIGINT/SIGTERM under `NodeRuntime.runMain`: a
+ * graceful stop) or the pool halts (its `WorkerError`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const launch = (options: PreforkOptions): Effect.Effect<never, WorkerError | BindError | InvalidOptions> =>
+  Effect.scoped(Effect.flatMap(make(options), (pool) => pool.halted))

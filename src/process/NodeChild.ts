@@ -1,0 +1,132 @@
+/**
+ * A Node child process with an IPC channel and inherited descriptors (`child_process.fork`), the
+ * way a prefork primary starts its workers: Effect's `ChildProcess` spawns commands with pipes,
+ * but neither an IPC channel nor a descriptor of ours passed as one of the child's (the research
+ * note's section 1). Its exit is an Effect; the last kilobytes of its stderr are kept for the
+ * error that reports a failed boot, and forwarded to our stderr as they come.
+ *
+ * @since 0.1.0
+ */
+import * as ChildProcess from "node:child_process"
+import { Deferred, Effect } from "effect"
+import { WorkerError } from "../errors.ts"
+
+/**
+ * How a child process ended.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ChildExit {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+}
+
+/**
+ * Describes an exit for logs: "exit code 3", "signal SIGKILL".
+ *
+ * @since 0.1.0
+ */
+export const describeExit = (exit: ChildExit): string =>
+  exit.signal !== null ? `signal ${exit.signal}` : `exit code ${exit.code ?? "?"}`
+
+/** How much of a child's stderr is kept for error reports. */
+const tailBytes = 8 * 1024
+
+/**
+ * A forked Node process.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface NodeChild {
+  readonly pid: number
+  /** Sends a message (and optionally a socket) over IPC; false once the channel is closed. */
+  send(message: unknown): boolean
+  /** Completes with how the process ended. */
+  readonly exited: Effect.Effect<ChildExit>
+  /** How it ended, once it has. */
+  readonly exit: ChildExit | undefined
+  /** Signals the process (no-op once it has exited). */
+  kill(signal: NodeJS.Signals): void
+  /** The last lines it wrote to stderr. */
+  stderrTail(): string
+}
+
+/**
+ * Forks `entry` (a module path) on this Node with `execArgv`. The child gets our stdout,
+ * `fds` as its descriptors 3, 4, ..., and the IPC channel after them; `onMessage` receives what
+ * it sends. Fails with `WorkerError` (SpawnFailed) when the process cannot be started.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const forkNode = (options: {
+  readonly name: string
+  readonly entry: string
+  readonly execArgv: ReadonlyArray<string>
+  readonly fds: ReadonlyArray<number>
+  readonly onMessage: (message: unknown) => void
+}): Effect.Effect<NodeChild, WorkerError> =>
+  Effect.callback<NodeChild, WorkerError>((resume) => {
+    let child: ChildProcess.ChildProcess
+    try {
+      child = ChildProcess.fork(options.entry, [], {
+        execArgv: [...options.execArgv],
+        stdio: ["ignore", "inherit", "pipe", ...options.fds, "ipc"],
+        serialization: "json"
+      })
+    } catch (cause) {
+      return resume(
+        Effect.fail(
+          new WorkerError({ name: options.name, reason: "SpawnFailed", detail: String(cause), stderr: "", cause })
+        )
+      )
+    }
+    let tail = ""
+    child.stderr?.on("data", (chunk: Buffer) => {
+      process.stderr.write(chunk)
+      tail = (tail + chunk.toString("utf8")).slice(-tailBytes)
+    })
+    const exited = Deferred.makeUnsafe<ChildExit>()
+    let exit: ChildExit | undefined
+    child.on("message", options.onMessage)
+    // 'error' on a child: it could not be spawned or signalled, or a message could not be sent;
+    // the first ends the start below, the others end in 'exit' or a closed channel.
+    child.on("error", (error) => {
+      if (child.pid === undefined) {
+        resume(
+          Effect.fail(
+            new WorkerError({
+              name: options.name,
+              reason: "SpawnFailed",
+              detail: error.message,
+              stderr: tail,
+              cause: error
+            })
+          )
+        )
+      }
+    })
+    child.once("exit", (code, signal) => {
+      exit = { code, signal }
+      Deferred.doneUnsafe(exited, Effect.succeed(exit))
+    })
+    child.once("spawn", () => {
+      const pid = child.pid ?? -1
+      resume(
+        Effect.succeed({
+          pid,
+          send: (message) => child.connected && child.send(message as ChildProcess.Serializable),
+          exited: Deferred.await(exited),
+          get exit() {
+            return exit
+          },
+          kill: (signal) => {
+            if (exit === undefined) child.kill(signal)
+          },
+          stderrTail: () => tail
+        })
+      )
+    })
+  })
