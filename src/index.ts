@@ -20,7 +20,8 @@ export {
   InvalidOptions,
   MaxSizeExceeded,
   PermissionDenied,
-  UpgradeUnavailable
+  UpgradeUnavailable,
+  WorkerError
 } from "./errors.ts"
 /**
  * Several apps mounted at path prefixes as one app (`PathDispatcher.make({ "/": root, "/blog": blog })`).
@@ -37,6 +38,13 @@ export { rawHeaders, tlsInfo } from "./gateway/rawHeaders.ts"
 export * as Http1Server from "./http/Http1Server.ts"
 export { HttpProtocolError } from "./http/HttpProtocolError.ts"
 export type { TlsInfo } from "./listen/Tls.ts"
+/**
+ * The prefork pool: worker processes serving a module with either server (`Prefork.launch`,
+ * `Prefork.layer`).
+ *
+ * @since 0.1.0
+ */
+export * as Prefork from "./prefork/Prefork.ts"
 /**
  * The SCGI server (`ScgiServer.layer(options)`), for apps behind nginx, Apache or lighttpd.
  *
