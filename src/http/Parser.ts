@@ -11,9 +11,10 @@
  */
 
 import { appendInput } from "../wire/appendInput.ts"
-import { CR, FIELD_VALUE, HEX, HTAB, isToken, LF, SP, TARGET, TCHAR } from "../wire/chars.ts"
+import { CR, FIELD_VALUE, HTAB, isToken, LF, SP, TARGET, TCHAR } from "../wire/chars.ts"
 import { isValidAuthority } from "../wire/fields.ts"
 import * as intern from "../wire/intern.ts"
+import { chunkSizeEnd, chunkSizeValue, isChunkExtensions, maxChunkExtensionBytes } from "./Chunked.ts"
 import { HttpProtocolError, type ProtocolStatus } from "./HttpProtocolError.ts"
 
 /**
@@ -125,18 +126,7 @@ const TRAILERS = 6
 const FAILED = 7
 
 const COLON = 0x3a
-const SEMICOLON = 0x3b
-const EQUALS = 0x3d
-const DQUOTE = 0x22
-const BACKSLASH = 0x5c
 
-/**
- * Cumulative bound on chunk extension bytes in one message, so a body of many tiny chunks with
- * large extensions cannot make the server do unbounded work for little data (as hyper does).
- */
-const maxChunkExtensionBytes = 16 * 1024
-/** RFC 9112 §7.1: chunk sizes are bounded so they never lose precision as numbers. */
-const maxChunkSize = Number.MAX_SAFE_INTEGER
 const EMPTY = Buffer.alloc(0)
 
 const fail = (status: ProtocolStatus, reason: string) => new HttpProtocolError({ status, reason })
@@ -626,19 +616,15 @@ export class RequestParser {
     if (lf === start || buf[lf - 1] !== CR) return this.failWith(400, "chunk size line not terminated by CRLF")
     const end = lf - 1
     // RFC 9112 §7.1: chunk-size = 1*HEXDIG, bounded so it cannot overflow.
-    let i = start
-    let size = 0
-    while (i < end && HEX[buf[i]] !== -1) {
-      size = size * 16 + HEX[buf[i]]
-      if (size > maxChunkSize) return this.failWith(400, "chunk size too large")
-      i++
-    }
-    if (i === start) return this.failWith(400, "invalid chunk size")
-    if (i < end) {
+    const sizeEnd = chunkSizeEnd(buf, start, end)
+    const size = chunkSizeValue(buf, start, sizeEnd)
+    if (size === -1) return this.failWith(400, "chunk size too large")
+    if (sizeEnd === start) return this.failWith(400, "invalid chunk size")
+    if (sizeEnd < end) {
       // RFC 9112 §7.1.1: extensions are parsed to the grammar and bounded in size, then ignored.
-      this.extensionBytes += end - i
+      this.extensionBytes += end - sizeEnd
       if (this.extensionBytes > maxChunkExtensionBytes) return this.failWith(400, "chunk extensions too large")
-      if (!isChunkExtensions(buf, i, end)) return this.failWith(400, "invalid chunk extension")
+      if (!isChunkExtensions(buf, sizeEnd, end)) return this.failWith(400, "invalid chunk extension")
     }
     this.pos = lf + 1
     if (size === 0) {
@@ -734,56 +720,4 @@ const parseAbsoluteForm = (target: string): { readonly authority: string; readon
   if (authority.length === 0 || authority.charCodeAt(0) === COLON || !isValidAuthority(authority)) return undefined
   const rest = target.slice(pathStart)
   return { authority, url: rest.length === 0 ? "/" : rest.charCodeAt(0) === 0x3f ? `/${rest}` : rest }
-}
-
-/**
- * RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ),
- * chunk-ext-val = token / quoted-string.
- */
-const isChunkExtensions = (buf: Buffer, start: number, end: number): boolean => {
-  let i = start
-  const skipWs = () => {
-    while (i < end && (buf[i] === SP || buf[i] === HTAB)) i++
-  }
-  while (i < end) {
-    skipWs()
-    // Whitespace is allowed only before ";" and "=" (BWS), never trailing the line.
-    if (i >= end || buf[i] !== SEMICOLON) return false
-    i++
-    skipWs()
-    const nameStart = i
-    while (i < end && TCHAR[buf[i]] === 1) i++
-    if (i === nameStart) return false
-    skipWs()
-    if (i < end && buf[i] === EQUALS) {
-      i++
-      skipWs()
-      if (i < end && buf[i] === DQUOTE) {
-        i++
-        let closed = false
-        while (i < end) {
-          const b = buf[i]
-          if (b === DQUOTE) {
-            closed = true
-            i++
-            break
-          }
-          if (b === BACKSLASH) {
-            // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
-            i++
-            if (i >= end || FIELD_VALUE[buf[i]] === 0) return false
-          } else if (FIELD_VALUE[b] === 0) {
-            return false
-          }
-          i++
-        }
-        if (!closed) return false
-      } else {
-        const valueStart = i
-        while (i < end && TCHAR[buf[i]] === 1) i++
-        if (i === valueStart) return false
-      }
-    }
-  }
-  return true
 }
