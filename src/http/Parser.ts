@@ -7,14 +7,28 @@
  * the parser resumes where it stopped. Every strictness rule below names the RFC section it
  * implements.
  *
+ * This module is the incremental state machine: finding lines, the request line, field lines,
+ * size limits and the body states. What a complete head means (target forms, Host, framing,
+ * keep-alive, Expect) is decided by `HeadSemantics.ts`, and the chunk-size line's grammar is in
+ * `Chunked.ts`: pure functions called with plain values, which add no allocation to a request.
+ *
  * @since 0.1.0
  */
 
 import { appendInput } from "../wire/appendInput.ts"
-import { CR, FIELD_VALUE, HEX, HTAB, isToken, LF, SP, TARGET, TCHAR } from "../wire/chars.ts"
-import { isValidAuthority } from "../wire/fields.ts"
+import { CR, FIELD_VALUE, HTAB, LF, SP, TARGET, TCHAR } from "../wire/chars.ts"
 import * as intern from "../wire/intern.ts"
+import { chunkSizeEnd, chunkSizeValue, isChunkExtensions, maxChunkExtensionBytes } from "./Chunked.ts"
+import { interpretHead, type RequestHead } from "./HeadSemantics.ts"
 import { HttpProtocolError, type ProtocolStatus } from "./HttpProtocolError.ts"
+
+/**
+ * A parsed request head (defined with the rules that decide its meaning).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type { RequestHead } from "./HeadSemantics.ts"
 
 /**
  * Size and count limits enforced while parsing.
@@ -44,34 +58,6 @@ export const defaultLimits: ParserLimits = {
   maxHeaderSize: 16 * 1024,
   maxHeaderCount: 100,
   maxBodySize: 64 * 1024 * 1024
-}
-
-/**
- * A parsed request head.
- *
- * @since 0.1.0
- * @category models
- */
-export interface RequestHead {
-  readonly _tag: "Head"
-  readonly method: string
-  /** The request-target exactly as received. */
-  readonly target: string
-  /** What the application sees as its URL: the origin-form target, path and query of an absolute-form target, or `*`. */
-  readonly url: string
-  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
-  readonly versionMinor: 0 | 1
-  /** Field names and values in received order and case: `[name0, value0, name1, value1, ...]`. */
-  readonly rawHeaders: ReadonlyArray<string>
-  /** The authority of an absolute-form target, which replaces Host (RFC 9112 §3.2.2). */
-  readonly authority: string | undefined
-  /** The declared Content-Length, or -1 when there is none. */
-  readonly contentLength: number
-  readonly chunked: boolean
-  /** Whether the connection may carry another request after this one (RFC 9112 §9.3). */
-  readonly keepAlive: boolean
-  /** `Expect: 100-continue` on an HTTP/1.1 request (RFC 9110 §10.1.1). */
-  readonly expectContinue: boolean
 }
 
 /**
@@ -125,21 +111,8 @@ const TRAILERS = 6
 const FAILED = 7
 
 const COLON = 0x3a
-const SEMICOLON = 0x3b
-const EQUALS = 0x3d
-const DQUOTE = 0x22
-const BACKSLASH = 0x5c
 
-/**
- * Cumulative bound on chunk extension bytes in one message, so a body of many tiny chunks with
- * large extensions cannot make the server do unbounded work for little data (as hyper does).
- */
-const maxChunkExtensionBytes = 16 * 1024
-/** RFC 9112 §7.1: chunk sizes are bounded so they never lose precision as numbers. */
-const maxChunkSize = Number.MAX_SAFE_INTEGER
 const EMPTY = Buffer.alloc(0)
-
-const fail = (status: ProtocolStatus, reason: string) => new HttpProtocolError({ status, reason })
 
 /**
  * Incremental request parser for one connection.
@@ -252,11 +225,16 @@ export class RequestParser {
   }
 
   private failWith(status: ProtocolStatus, reason: string): HttpProtocolError {
+    return this.fail(new HttpProtocolError({ status, reason }))
+  }
+
+  /** Enters the failed state: `error` is every later event, and the input is dropped. */
+  private fail(error: HttpProtocolError): HttpProtocolError {
     this.state = FAILED
-    this.error = fail(status, reason)
+    this.error = error
     this.buf = EMPTY
     this.pos = 0
-    return this.error
+    return error
   }
 
   /**
@@ -439,130 +417,29 @@ export class RequestParser {
     return undefined
   }
 
+  /** The empty line ended the head: its meaning is decided by `interpretHead`, then its body is read. */
   private finishHead(): ParseEvent {
-    const minor = this.minor
-    const method = this.method
-    const target = this.target
-
-    // Request target forms, RFC 9112 §3.2.
-    let url = target
-    let authority: string | undefined
-    if (method === "CONNECT") {
-      // RFC 9110 §9.3.6: CONNECT asks for a tunnel; an origin server does not implement it.
-      return this.failWith(501, "CONNECT is not supported")
-    }
-    if (target.charCodeAt(0) !== 0x2f) {
-      if (target === "*") {
-        // RFC 9112 §3.2.4: the asterisk-form is only used with OPTIONS.
-        if (method !== "OPTIONS") return this.failWith(400, "asterisk-form request-target is only valid for OPTIONS")
-      } else {
-        // RFC 9112 §3.2.2: a server MUST accept the absolute-form; the app sees path and query.
-        const parsed = parseAbsoluteForm(target)
-        if (parsed === undefined) return this.failWith(400, "invalid request-target")
-        authority = parsed.authority
-        url = parsed.url
-      }
-    }
-
-    // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, with more than one Host field line,
-    // or with an invalid Host value (also checked on HTTP/1.0, where Host is optional).
-    if (this.hostCount > 1) return this.failWith(400, "multiple Host header fields")
-    if (this.hostCount === 0 && minor === 1) return this.failWith(400, "missing Host header field")
-    if (this.hostCount === 1 && !isValidAuthority(this.host)) return this.failWith(400, "invalid Host header field")
-
-    let contentLength = -1
-    let chunked = false
-    let forceClose = false
-    if (this.transferEncoding !== undefined) {
-      // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
-      if (minor === 0) return this.failWith(400, "Transfer-Encoding in an HTTP/1.0 request")
-      // RFC 9112 §6.1: a server MAY reject a request with both Content-Length and
-      // Transfer-Encoding, and MUST close the connection either way; we reject (smuggling).
-      if (this.contentLength !== undefined) return this.failWith(400, "both Content-Length and Transfer-Encoding")
-      const codings = listElements(this.transferEncoding)
-      const last = codings.length - 1
-      // RFC 9112 §6.3 (4): if chunked is not the final coding the length cannot be determined: 400.
-      if (last < 0 || codingName(codings[last]) !== "chunked") {
-        return this.failWith(400, "chunked is not the final transfer coding")
-      }
-      for (let i = 0; i < last; i++) {
-        // RFC 9112 §7.1: chunked MUST NOT be applied more than once.
-        if (codingName(codings[i]) === "chunked") {
-          return this.failWith(400, "chunked transfer coding applied more than once")
-        }
-      }
-      if (!isToken(codings[last])) return this.failWith(400, "invalid transfer coding")
-      // RFC 9112 §6.1: a transfer coding the server does not understand gets 501; chunked is the
-      // only one this server decodes.
-      if (last > 0) return this.failWith(501, `transfer coding not implemented: ${codingName(codings[0])}`)
-      chunked = true
-    } else if (this.contentLength !== undefined) {
-      // RFC 9110 §8.6 / RFC 9112 §6.3 (5): Content-Length = 1*DIGIT; identical duplicates (lines
-      // or list members) may be merged, anything else is an unrecoverable framing error.
-      const declared = this.contentLength
-      // The usual case, one line of plain digits, needs no list splitting.
-      const values = declared.length === 1 && isDigits(declared[0]) ? declared : listElements(declared, true)
-      const first = values[0]
-      if (first === undefined || !isDigits(first)) return this.failWith(400, "invalid Content-Length")
-      for (let i = 1; i < values.length; i++) {
-        if (values[i] !== first) return this.failWith(400, "conflicting Content-Length values")
-      }
-      const trimmed = first.length > 1 && first.charCodeAt(0) === 0x30 ? first.replace(/^0+(?=\d)/, "") : first
-      // More digits than the largest safe integer has are over any body limit.
-      contentLength = trimmed.length > 15 ? Number.POSITIVE_INFINITY : Number(trimmed)
-      if (contentLength > this.limits.maxBodySize) {
-        return this.failWith(413, "declared Content-Length exceeds the body size limit")
-      }
-    }
-
-    let keepAlive = minor === 1
-    if (this.connection !== undefined) {
-      // RFC 9112 §9.3: "close" ends the connection after the response; HTTP/1.0 persists only
-      // with "keep-alive" (RFC 9112 §C.2.2).
-      for (const option of listElements(this.connection)) {
-        const lower = option.toLowerCase()
-        if (lower === "close") {
-          forceClose = true
-        } else if (lower === "keep-alive" && minor === 0) {
-          keepAlive = true
-        }
-      }
-    }
-    if (forceClose) keepAlive = false
-
-    let expectContinue = false
-    if (this.expect !== undefined) {
-      for (const expectation of listElements(this.expect)) {
-        if (expectation.toLowerCase() === "100-continue") {
-          // RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request MUST be ignored.
-          expectContinue = minor === 1
-        } else {
-          // RFC 9110 §10.1.1: any other expectation may be answered with 417.
-          return this.failWith(417, "unsupported expectation")
-        }
-      }
-    }
-
-    const head: RequestHead = {
-      _tag: "Head",
-      method,
-      target,
-      url,
-      versionMinor: minor,
-      rawHeaders: this.raw ?? [],
-      authority,
-      contentLength,
-      chunked,
-      keepAlive,
-      expectContinue
-    }
+    const head = interpretHead(
+      this.method,
+      this.target,
+      this.minor,
+      this.raw ?? [],
+      this.hostCount,
+      this.host,
+      this.contentLength,
+      this.transferEncoding,
+      this.connection,
+      this.expect,
+      this.limits.maxBodySize
+    )
+    if (head._tag !== "Head") return this.fail(head)
     this.resetHead()
-    if (chunked) {
+    if (head.chunked) {
       this.state = CHUNK_SIZE
       this.extensionBytes = 0
-    } else if (contentLength > 0) {
+    } else if (head.contentLength > 0) {
       this.state = FIXED
-      this.remaining = contentLength
+      this.remaining = head.contentLength
     } else {
       this.state = PENDING_END
     }
@@ -637,19 +514,15 @@ export class RequestParser {
     if (lf === start || buf[lf - 1] !== CR) return this.failWith(400, "chunk size line not terminated by CRLF")
     const end = lf - 1
     // RFC 9112 §7.1: chunk-size = 1*HEXDIG, bounded so it cannot overflow.
-    let i = start
-    let size = 0
-    while (i < end && HEX[buf[i]] !== -1) {
-      size = size * 16 + HEX[buf[i]]
-      if (size > maxChunkSize) return this.failWith(400, "chunk size too large")
-      i++
-    }
-    if (i === start) return this.failWith(400, "invalid chunk size")
-    if (i < end) {
+    const sizeEnd = chunkSizeEnd(buf, start, end)
+    const size = chunkSizeValue(buf, start, sizeEnd)
+    if (size === -1) return this.failWith(400, "chunk size too large")
+    if (sizeEnd === start) return this.failWith(400, "invalid chunk size")
+    if (sizeEnd < end) {
       // RFC 9112 §7.1.1: extensions are parsed to the grammar and bounded in size, then ignored.
-      this.extensionBytes += end - i
+      this.extensionBytes += end - sizeEnd
       if (this.extensionBytes > maxChunkExtensionBytes) return this.failWith(400, "chunk extensions too large")
-      if (!isChunkExtensions(buf, i, end)) return this.failWith(400, "invalid chunk extension")
+      if (!isChunkExtensions(buf, sizeEnd, end)) return this.failWith(400, "invalid chunk extension")
     }
     this.pos = lf + 1
     if (size === 0) {
@@ -697,104 +570,3 @@ export class RequestParser {
 }
 
 const isDigit = (b: number) => b >= 0x30 && b <= 0x39
-
-const isDigits = (s: string): boolean => {
-  if (s.length === 0) return false
-  for (let i = 0; i < s.length; i++) {
-    if (!isDigit(s.charCodeAt(i))) return false
-  }
-  return true
-}
-
-/**
- * RFC 9110 §5.6.1: the members of a comma-separated list across all field lines, trimmed.
- * Empty members are ignored as the list rule requires, except for Content-Length where
- * `keepEmpty` keeps them so that "5," is refused rather than read as 5.
- */
-const listElements = (values: ReadonlyArray<string>, keepEmpty = false): Array<string> => {
-  const out: Array<string> = []
-  for (const value of values) {
-    for (const member of value.split(",")) {
-      const trimmed = member.trim()
-      if (trimmed.length > 0 || keepEmpty) out.push(trimmed)
-    }
-  }
-  return out
-}
-
-/** A transfer-coding's name, lowercased, without parameters (RFC 9112 §7). */
-const codingName = (coding: string): string => {
-  const semicolon = coding.indexOf(";")
-  return (semicolon === -1 ? coding : coding.slice(0, semicolon)).trim().toLowerCase()
-}
-
-const absoluteForm = /^https?:\/\//i
-
-/** RFC 9112 §3.2.2: absolute-form = absolute-URI; only the http and https schemes are served. */
-const parseAbsoluteForm = (target: string): { readonly authority: string; readonly url: string } | undefined => {
-  if (!absoluteForm.test(target)) return undefined
-  const authorityStart = target.indexOf("//") + 2
-  let pathStart = authorityStart
-  while (pathStart < target.length) {
-    const c = target.charCodeAt(pathStart)
-    if (c === 0x2f || c === 0x3f) break
-    pathStart++
-  }
-  const authority = target.slice(authorityStart, pathStart)
-  // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid.
-  if (authority.length === 0 || authority.charCodeAt(0) === COLON || !isValidAuthority(authority)) return undefined
-  const rest = target.slice(pathStart)
-  return { authority, url: rest.length === 0 ? "/" : rest.charCodeAt(0) === 0x3f ? `/${rest}` : rest }
-}
-
-/**
- * RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ),
- * chunk-ext-val = token / quoted-string.
- */
-const isChunkExtensions = (buf: Buffer, start: number, end: number): boolean => {
-  let i = start
-  const skipWs = () => {
-    while (i < end && (buf[i] === SP || buf[i] === HTAB)) i++
-  }
-  while (i < end) {
-    skipWs()
-    // Whitespace is allowed only before ";" and "=" (BWS), never trailing the line.
-    if (i >= end || buf[i] !== SEMICOLON) return false
-    i++
-    skipWs()
-    const nameStart = i
-    while (i < end && TCHAR[buf[i]] === 1) i++
-    if (i === nameStart) return false
-    skipWs()
-    if (i < end && buf[i] === EQUALS) {
-      i++
-      skipWs()
-      if (i < end && buf[i] === DQUOTE) {
-        i++
-        let closed = false
-        while (i < end) {
-          const b = buf[i]
-          if (b === DQUOTE) {
-            closed = true
-            i++
-            break
-          }
-          if (b === BACKSLASH) {
-            // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
-            i++
-            if (i >= end || FIELD_VALUE[buf[i]] === 0) return false
-          } else if (FIELD_VALUE[b] === 0) {
-            return false
-          }
-          i++
-        }
-        if (!closed) return false
-      } else {
-        const valueStart = i
-        while (i < end && TCHAR[buf[i]] === 1) i++
-        if (i === valueStart) return false
-      }
-    }
-  }
-  return true
-}
