@@ -78,6 +78,21 @@ export interface WorkerSnapshot {
 }
 
 /**
+ * Why a worker exited, in categories for metrics: retired (recycled or reloaded), idle (an extra
+ * worker retired), scaled (down), stopped (with the pool), died (unexpectedly), killed (missed
+ * its heartbeat), boot (failed to boot).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ExitKind = "retired" | "idle" | "scaled" | "stopped" | "died" | "killed" | "boot"
+
+/**
+ * @since 0.1.0
+ */
+export const exitKinds: ReadonlyArray<ExitKind> = ["retired", "idle", "scaled", "stopped", "died", "killed", "boot"]
+
+/**
  * A worker that has exited, with why.
  *
  * @since 0.1.0
@@ -86,6 +101,7 @@ export interface WorkerSnapshot {
 export interface WorkerExit {
   readonly id: number
   readonly pid: number
+  readonly kind: ExitKind
   /** "retired (maxRequests)", "died: signal SIGKILL", "killed: no heartbeat for 30 s", ... */
   readonly reason: string
   /** When, in ms since the epoch. */
@@ -104,6 +120,10 @@ export interface PoolSnapshot {
   readonly workers: ReadonlyArray<WorkerSnapshot>
   /** Workers started in place of ones that died unexpectedly. */
   readonly restarts: number
+  /** Requests served by all workers, those that have exited included. */
+  readonly served: number
+  /** Exits so far, by kind. */
+  readonly exitCounts: Readonly<Record<ExitKind, number>>
   /** The most recent exits, newest last (at most 50). */
   readonly exits: ReadonlyArray<WorkerExit>
 }
@@ -130,6 +150,7 @@ class Worker {
   oldest: OldestRequest | null = null
   /** Why the pool stopped or retired it: its exit is expected. */
   stopReason: string | undefined
+  stopKind: ExitKind = "stopped"
   stopSent = false
   /** Why the pool killed it. */
   killReason: string | undefined
@@ -160,6 +181,17 @@ export class Pool {
   private readonly spec: PoolSpec
   private readonly workers: Array<Worker> = []
   private readonly exits: Array<WorkerExit> = []
+  private readonly exitCounts: Record<ExitKind, number> = {
+    retired: 0,
+    idle: 0,
+    scaled: 0,
+    stopped: 0,
+    died: 0,
+    killed: 0,
+    boot: 0
+  }
+  /** Requests served by workers that have exited. */
+  private servedByExited = 0
   private nextId = 0
   private restarts = 0
   private bootFailures = 0
@@ -194,6 +226,8 @@ export class Pool {
         age: (now - w.startedAt) / 1000
       })),
       restarts: this.restarts,
+      served: this.servedByExited + this.workers.reduce((sum, w) => sum + w.served, 0),
+      exitCounts: { ...this.exitCounts },
       exits: [...this.exits]
     }
   }
@@ -276,7 +310,7 @@ export class Pool {
         worker.stopReason = "failed to boot"
         worker.child.kill("SIGKILL")
         yield* worker.child.exited
-        self.remove(worker, `failed to boot: ${boot}`, now)
+        self.remove(worker, "boot", `failed to boot: ${boot}`, now)
         self.bootFailed(worker, boot, worker.child.stderrTail())
         return
       }
@@ -289,22 +323,24 @@ export class Pool {
       const exit = yield* worker.child.exited
       const at = yield* Clock.currentTimeMillis
       if (worker.stopReason !== undefined) {
-        self.remove(worker, worker.stopReason, at)
+        self.remove(worker, worker.stopKind, worker.stopReason, at)
         yield* Effect.logInfo(`${worker.label} exited (${worker.stopReason}): ${describeExit(exit)}`)
         return
       }
       const reason = worker.killReason === undefined ? `died: ${describeExit(exit)}` : `killed: ${worker.killReason}`
-      self.remove(worker, reason, at)
+      self.remove(worker, worker.killReason === undefined ? "died" : "killed", reason, at)
       self.restarts++
       yield* self.crashed(at)
       yield* Effect.logWarning(`${worker.label} ${reason}; starting another`)
     })
   }
 
-  private remove(worker: Worker, reason: string, now: number): void {
+  private remove(worker: Worker, kind: ExitKind, reason: string, now: number): void {
     const index = this.workers.indexOf(worker)
     if (index !== -1) this.workers.splice(index, 1)
-    this.exits.push({ id: worker.id, pid: worker.child.pid, reason, at: now })
+    this.servedByExited += worker.served
+    this.exitCounts[kind]++
+    this.exits.push({ id: worker.id, pid: worker.child.pid, kind, reason, at: now })
     if (this.exits.length > keptExits) this.exits.shift()
   }
 
@@ -410,8 +446,11 @@ export class Pool {
   }
 
   /** Asks a worker to stop gracefully; its exit is expected. */
-  private stopWorker(worker: Worker, why: string): void {
-    worker.stopReason ??= why
+  private stopWorker(worker: Worker, kind: ExitKind, why: string): void {
+    if (worker.stopReason === undefined) {
+      worker.stopReason = why
+      worker.stopKind = kind
+    }
     if (worker.stopSent) return
     worker.stopSent = true
     worker.state = "retiring"
@@ -459,14 +498,14 @@ export class Pool {
     const serving = this.serving
     for (const w of this.workers) {
       if (w.state === "retiring" && !w.stopSent && serving.length >= this.minWorkers) {
-        this.stopWorker(w, `retired (${w.retireReason ?? "asked"})`)
+        this.stopWorker(w, "retired", `retired (${w.retireReason ?? "asked"})`)
       }
     }
     const active = this.active
     // Extra workers idle for idleWorkerTimeout retire, down to minWorkers, one per round.
     if (active.length > this.minWorkers) {
       const idle = active.find((w) => w.state === "idle" && now - w.idleSince > spec.idleWorkerTimeout)
-      if (idle !== undefined) this.stopWorker(idle, "idle")
+      if (idle !== undefined) this.stopWorker(idle, "idle", "idle")
     }
     const starting = active.filter((w) => w.state === "starting").length
     if (now < this.spawnAfter) return Effect.void
@@ -524,7 +563,7 @@ export class Pool {
     if (delta < 0) {
       const extra = this.active.length - this.minWorkers
       const victims = [...this.active].sort((a, b) => (a.state === "idle" ? -1 : 0) - (b.state === "idle" ? -1 : 0))
-      for (const w of victims.slice(0, Math.max(0, extra))) this.stopWorker(w, "scaled down")
+      for (const w of victims.slice(0, Math.max(0, extra))) this.stopWorker(w, "scaled", "scaled down")
     }
   }
 
@@ -541,7 +580,7 @@ export class Pool {
     const self = this
     return Effect.gen(function* () {
       self.stopping = true
-      for (const w of self.workers) self.stopWorker(w, "pool stopped")
+      for (const w of self.workers) self.stopWorker(w, "stopped", "pool stopped")
       const all = Effect.forEach([...self.workers], (w) => w.child.exited, { concurrency: "unbounded", discard: true })
       const done = yield* Effect.timeoutOption(all, self.spec.shutdownTimeout + stopGraceMillis)
       if (Option.isNone(done)) {

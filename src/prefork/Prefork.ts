@@ -18,11 +18,11 @@
  */
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { Clock, Context, Deferred, Effect, FiberSet, Layer, type Schedule } from "effect"
+import { Clock, Context, Deferred, Effect, FiberSet, Layer, Schedule } from "effect"
 import type * as NetAddress from "effect/net/NetAddress"
 import type * as Scope from "effect/Scope"
 import { type BindError, InvalidOptions, type WorkerError } from "../errors.ts"
-import { targetOf } from "../listen/Listener.ts"
+import { listenerLabel, targetOf } from "../listen/Listener.ts"
 import {
   decodeOptions,
   Http1ServerOptions,
@@ -35,9 +35,10 @@ import {
 } from "../options.ts"
 import { restartBackoff } from "../process/Backoff.ts"
 import { Pool, type PoolSnapshot } from "./Pool.ts"
+import { registerPoolMetrics } from "./PoolMetrics.ts"
 import { bindShared } from "./SharedSocket.ts"
 
-export type { PoolSnapshot, WorkerExit, WorkerSnapshot, WorkerState } from "./Pool.ts"
+export type { ExitKind, PoolSnapshot, WorkerExit, WorkerSnapshot, WorkerState } from "./Pool.ts"
 
 /**
  * What a prefork pool serves and how.
@@ -156,8 +157,14 @@ export const make = (
       runFork
     )
     yield* Effect.addFinalizer(() => running.stop)
+    const metrics = yield* registerPoolMetrics(
+      () => running.snapshot(Date.now()),
+      listenerLabel(target, shared.address)
+    )
     yield* running.start()
     yield* FiberSet.run(fibers, running.run(tickMillis))
+    // Per-worker metrics follow the workers as they come and go.
+    yield* FiberSet.run(fibers, Effect.repeat(Effect.sync(metrics.sync), Schedule.spaced(tickMillis)))
     if (signals !== false) {
       const handlers: ReadonlyArray<readonly [NodeJS.Signals, () => void]> = [
         ["SIGHUP", () => running.reload()],
