@@ -24,9 +24,10 @@ import { HttpServerError, InternalError, RequestParseError } from "effect/http/H
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as Socket from "effect/socket/Socket"
 import type { ExchangeHost, Takeover } from "../conn/Exchange.ts"
+import type { ResponseTarget } from "../gateway/ResponseTarget.ts"
 import { isToken } from "../wire/chars.ts"
 import { valueMax } from "../wire/fields.ts"
-import type { HttpExchange } from "./HttpExchange.ts"
+import type { RequestHead } from "./Parser.ts"
 
 /**
  * How a server's WebSockets are set up. Times in milliseconds, 0 for none.
@@ -61,6 +62,21 @@ export const webSocketServer = (settings: WebSocketSettings): WebSocketServer =>
     // `request` is the HandshakeRequest passed to handleUpgrade below, not a Node request.
     handleProtocols: (_protocols, request) => (request as unknown as HandshakeRequest).chosenProtocol ?? false
   })
+
+/**
+ * What an upgrade needs of the exchange whose connection switches (an `HttpExchange`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Upgradable extends ResponseTarget {
+  readonly head: RequestHead
+  readonly upgraded: boolean
+  /** Completes once the request body has ended; false when it was cut short. */
+  readonly bodyFinished: Effect.Effect<boolean>
+  /** The `101` went out: no response follows. */
+  switched(): void
+}
 
 /** The part of a Node request that `ws` reads during a handshake, with the subprotocol we chose. */
 interface HandshakeRequest {
@@ -172,7 +188,7 @@ class Heartbeat implements Takeover {
  * connection is gone or the body was cut short (its rest would be read as the new protocol).
  */
 const takeSocket = (
-  exchange: HttpExchange,
+  exchange: Upgradable,
   host: ExchangeHost
 ): Effect.Effect<{ readonly socket: Net.Socket; readonly rest: Buffer }, Socket.SocketError> =>
   Effect.flatMap(exchange.bodyFinished, (clean) => {
@@ -189,7 +205,7 @@ const takeSocket = (
  * @since 0.1.0
  */
 export const upgrade = (
-  exchange: HttpExchange,
+  exchange: Upgradable,
   host: ExchangeHost,
   request: HttpServerRequest,
   headers: Headers.Headers,
