@@ -11,7 +11,7 @@
  * @since 0.1.0
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Deferred, Effect, Exit, Layer, Option, Schedule, type Scope } from "effect"
+import { Cause, Data, Deferred, Effect, Exit, Layer, Logger, Option, Runtime, Schedule, type Scope } from "effect"
 import type * as HttpMiddleware from "effect/http/HttpMiddleware"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as Http1Server from "../http/Http1Server.ts"
@@ -179,6 +179,11 @@ const describeFailure = (cause: Cause.Cause<unknown>): string => {
   return error instanceof Error ? error.message : String(error)
 }
 
+/** A failed boot, already reported on stderr: runMain does not log it again (the exit code is 3). */
+class BootFailed extends Data.TaggedError("BootFailed") {
+  override readonly [Runtime.errorReported] = false
+}
+
 const serveWorker = Effect.gen(function* () {
   const stop = yield* stopRequests
   const start = yield* started
@@ -199,7 +204,11 @@ const serveWorker = Effect.gen(function* () {
   if (Exit.isFailure(booted)) {
     const reason = describeFailure(booted.cause)
     send({ _tag: "BootFailed", reason })
-    return yield* Effect.failCause(booted.cause)
+    // Why goes to stderr, which the primary keeps for the WorkerError it halts with: Effect's
+    // default logger (and so runMain's report of the failure) writes to stdout, which the primary
+    // passes through unread, so the WorkerError's stderr was empty.
+    yield* Effect.logError(booted.cause).pipe(Effect.provideService(Logger.LogToStderr, true))
+    return yield* new BootFailed()
   }
   send({ _tag: "Ready" })
   yield* Effect.forkScoped(

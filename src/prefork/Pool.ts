@@ -130,6 +130,8 @@ export interface PoolSnapshot {
 
 /** Failed boots in a row after which the pool halts rather than restart forever. */
 const bootFailureLimit = 3
+/** How long a worker that failed to boot has to exit and finish writing its stderr. */
+const bootFailureGraceMillis = 2_000
 /** After SIGABRT for a missed heartbeat, how long before SIGKILL. */
 const abortGraceMillis = 1_000
 /** Beyond the workers' shutdownTimeout, how long a stop waits before SIGKILL. */
@@ -296,24 +298,30 @@ export class Pool {
     const self = this
     const spec = this.spec
     return Effect.gen(function* () {
+      const timeout = `not ready within ${spec.bootTimeout / 1000} s`
       const boot = yield* Effect.raceFirst(
         Effect.map(Effect.exit(Deferred.await(worker.ready)), (exit) =>
           exit._tag === "Success" ? undefined : Option.getOrElse(exitFailure(exit.cause), () => "failed to boot")
         ),
         Effect.raceFirst(
           Effect.map(worker.child.exited, (exit) => `exited while starting (${describeExit(exit)})`),
-          Effect.as(Effect.sleep(spec.bootTimeout), `not ready within ${spec.bootTimeout / 1000} s`)
+          Effect.as(Effect.sleep(spec.bootTimeout), timeout)
         )
       )
-      const now = yield* Clock.currentTimeMillis
       if (boot !== undefined) {
         worker.stopReason = "failed to boot"
+        // A worker that says it cannot boot (or exited) writes why to stderr as it exits, and the
+        // WorkerError carries that text: let it exit and its stderr be read to the end, rather
+        // than kill it as the BootFailed message arrives (the text was lost). A worker that is not
+        // ready in time is killed at once.
+        if (boot !== timeout) yield* Effect.timeoutOption(worker.child.closed, bootFailureGraceMillis)
         worker.child.kill("SIGKILL")
         yield* worker.child.exited
-        self.remove(worker, "boot", `failed to boot: ${boot}`, now)
+        self.remove(worker, "boot", `failed to boot: ${boot}`, yield* Clock.currentTimeMillis)
         self.bootFailed(worker, boot, worker.child.stderrTail())
         return
       }
+      const now = yield* Clock.currentTimeMillis
       self.bootFailures = 0
       worker.readyAt = now
       worker.lastSeen = now

@@ -45,6 +45,12 @@ export interface NodeChild {
   send(message: unknown): boolean
   /** Completes with how the process ended. */
   readonly exited: Effect.Effect<ChildExit>
+  /**
+   * Completes once the process ended and its stderr was read to the end (which can come after
+   * the exit), so `stderrTail` holds all it wrote; never, while a process it started keeps the
+   * stderr pipe open: wait for it with a timeout.
+   */
+  readonly closed: Effect.Effect<void>
   /** How it ended, once it has. */
   readonly exit: ChildExit | undefined
   /** Signals the process (no-op once it has exited). */
@@ -89,6 +95,7 @@ export const forkNode = (options: {
       tail = (tail + chunk.toString("utf8")).slice(-tailBytes)
     })
     const exited = Deferred.makeUnsafe<ChildExit>()
+    const closed = Deferred.makeUnsafe<void>()
     let exit: ChildExit | undefined
     child.on("message", options.onMessage)
     // 'error' on a child: it could not be spawned or signalled, or a message could not be sent;
@@ -112,6 +119,7 @@ export const forkNode = (options: {
       exit = { code, signal }
       Deferred.doneUnsafe(exited, Effect.succeed(exit))
     })
+    child.once("close", () => Deferred.doneUnsafe(closed, Effect.void))
     child.once("spawn", () => {
       const pid = child.pid ?? -1
       resume(
@@ -119,6 +127,7 @@ export const forkNode = (options: {
           pid,
           send: (message) => child.connected && child.send(message as ChildProcess.Serializable),
           exited: Deferred.await(exited),
+          closed: Deferred.await(closed),
           get exit() {
             return exit
           },
