@@ -44,10 +44,14 @@ class Load {
   private readonly requestLimit: number
   private retireAsked = false
   private wasBusy = false
+  /** When a report last named a request that began on an idle worker (performance.now()). */
+  private namedAt = Number.NEGATIVE_INFINITY
+  private readonly nameSpacing: number
 
-  constructor(concurrency: number, requestLimit: number) {
+  constructor(concurrency: number, requestLimit: number, heartbeat: number) {
     this.concurrency = concurrency
     this.requestLimit = requestLimit
+    this.nameSpacing = heartbeat / 4
   }
 
   get busy(): boolean {
@@ -57,7 +61,17 @@ class Load {
   begin(method: string, url: string): Running {
     const entry: Running = { method, url, since: performance.now(), index: this.running.length }
     this.running.push(entry)
-    this.changed()
+    // A request that blocks the event loop (a CPU loop) stops the heartbeat before it could name
+    // the request, and the primary's log of the kill said "no request in progress": a request
+    // that begins on an idle worker is reported at once, at most once per quarter heartbeat, so
+    // a busy worker sends few more messages than its heartbeat.
+    if (entry.index === 0 && entry.since - this.namedAt >= this.nameSpacing) {
+      this.namedAt = entry.since
+      this.wasBusy = this.busy
+      this.report()
+    } else {
+      this.changed()
+    }
     return entry
   }
 
@@ -187,7 +201,7 @@ class BootFailed extends Data.TaggedError("BootFailed") {
 const serveWorker = Effect.gen(function* () {
   const stop = yield* stopRequests
   const start = yield* started
-  const load = new Load(start.concurrency, start.requestLimit)
+  const load = new Load(start.concurrency, start.requestLimit, start.heartbeat)
   const listen = start.listen._tag === "Fd" ? { fd: start.listen.fd } : {}
   const concurrency = start.concurrency > 0 ? { maxConcurrentRequests: start.concurrency } : {}
   const booted = yield* Effect.exit(

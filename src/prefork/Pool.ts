@@ -465,14 +465,16 @@ export class Pool {
     if (!worker.child.send({ _tag: "Stop" })) worker.child.kill("SIGTERM")
   }
 
-  private kill(worker: Worker, why: string): void {
+  private kill(worker: Worker, why: string, now: number): void {
     if (worker.killReason !== undefined) return
     worker.killReason = why
     const oldest = worker.oldest
+    // Silent since its last report, the worker's event loop has not turned since: the request it
+    // was running then is running still, for that much longer.
     const doing =
       oldest === null
-        ? "with no request in progress"
-        : `running ${oldest.method} ${oldest.url} for ${oldest.age.toFixed(1)} s (at its last heartbeat)`
+        ? "with no request in progress at its last report"
+        : `running ${oldest.method} ${oldest.url} for at least ${(oldest.age + (now - worker.lastSeen) / 1000).toFixed(1)} s`
     this.runFork(Effect.logError(`${worker.label} killed: ${why}, ${doing}`))
     // SIGABRT first, as gunicorn does, then SIGKILL for a process that ignores it.
     worker.child.kill("SIGABRT")
@@ -494,7 +496,7 @@ export class Pool {
     if (spec.workerTimeout > 0) {
       for (const w of this.workers) {
         if (w.state !== "starting" && w.killReason === undefined && now - w.lastSeen > spec.workerTimeout) {
-          this.kill(w, `no heartbeat for ${((now - w.lastSeen) / 1000).toFixed(1)} s`)
+          this.kill(w, `no heartbeat for ${((now - w.lastSeen) / 1000).toFixed(1)} s`, now)
         }
       }
     }
