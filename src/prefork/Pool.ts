@@ -512,10 +512,15 @@ export class Pool {
       }
     }
     const active = this.active
-    // Extra workers idle for idleWorkerTimeout retire, down to minWorkers, one per round.
+    // Extra workers idle for idleWorkerTimeout retire, down to minWorkers, one per round; but not
+    // the one idle worker while every other is busy: the rule below would start another at once
+    // (a spare that retired and came back every idleWorkerTimeout plus a boot, while the others
+    // were busy).
     if (active.length > this.minWorkers) {
       const idle = active.find((w) => w.state === "idle" && now - w.idleSince > spec.idleWorkerTimeout)
-      if (idle !== undefined) this.stopWorker(idle, "idle", "idle")
+      if (idle !== undefined && serving.some((w) => w !== idle && w.state === "idle")) {
+        this.stopWorker(idle, "idle", "idle")
+      }
     }
     const starting = active.filter((w) => w.state === "starting").length
     if (now < this.spawnAfter) return Effect.void
