@@ -504,11 +504,21 @@ export class Pool {
     if (spec.maxWorkerAge > 0) {
       for (const w of this.serving) if (now - w.readyAt > spec.maxWorkerAge) this.retire(w, "maxWorkerAge")
     }
-    // Retiring workers stop once enough others serve (the replacement is ready first).
+    // Retiring workers stop, oldest first, while more than minWorkers would still take connections
+    // (the replacement is ready first). A retiring worker not yet stopped takes connections too,
+    // so it counts: counting only the idle and busy ones, a pool whose replacements each reached
+    // maxRequests before the next was ready never had minWorkers of those at once, and kept every
+    // retiring worker (two more processes per boot with maxRequests 1 behind nginx, for as long
+    // as the load lasted).
     const serving = this.serving
+    let accepting = this.workers.filter(
+      (w) => w.state !== "starting" && !w.stopSent && w.killReason === undefined
+    ).length
     for (const w of this.workers) {
-      if (w.state === "retiring" && !w.stopSent && serving.length >= this.minWorkers) {
+      if (accepting <= this.minWorkers) break
+      if (w.state === "retiring" && !w.stopSent) {
         this.stopWorker(w, "retired", `retired (${w.retireReason ?? "asked"})`)
+        accepting--
       }
     }
     const active = this.active
