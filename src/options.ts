@@ -108,6 +108,11 @@ export const OperationFields = {
     30,
     "Seconds requests in progress get to finish when the server stops, before they are interrupted."
   ),
+  drainGrace: field(
+    seconds,
+    0,
+    "Seconds idle and new connections are kept when the server stops: a request that arrives meanwhile is answered (with Connection: close) instead of its connection closing under it. 0 closes them at once."
+  ),
   maxConnections: field(
     int(0, 10_000_000),
     0,
@@ -190,6 +195,7 @@ export const ScgiServerOptions = Schema.Struct({
   requestTimeout: OperationFields.requestTimeout,
   sendTimeout: OperationFields.sendTimeout,
   shutdownTimeout: OperationFields.shutdownTimeout,
+  drainGrace: OperationFields.drainGrace,
   maxConnections: OperationFields.maxConnections,
   maxConcurrentRequests: OperationFields.maxConcurrentRequests,
   requestQueueTimeout: OperationFields.requestQueueTimeout,

@@ -25,6 +25,9 @@ const send = (message: FromWorker): void => {
   if (process.connected) process.send?.(message)
 }
 
+/** At most one report of requests served per this long, between heartbeats. */
+const servedReportMillis = 1_000
+
 /** A request in progress, kept in an array with swap-remove (as ConnectionList, for the same GC reason). */
 interface Running {
   readonly method: string
@@ -44,6 +47,7 @@ class Load {
   private readonly requestLimit: number
   private retireAsked = false
   private wasBusy = false
+  private pending: ReturnType<typeof setTimeout> | undefined
   /** When a report last named a request that began on an idle worker (performance.now()). */
   private namedAt = Number.NEGATIVE_INFINITY
   private readonly nameSpacing: number
@@ -83,6 +87,7 @@ class Load {
     }
     this.served++
     this.changed()
+    this.soon()
     if (this.requestLimit > 0 && this.served >= this.requestLimit && !this.retireAsked) {
       this.retireAsked = true
       send({ _tag: "Retire", served: this.served })
@@ -104,6 +109,19 @@ class Load {
       this.wasBusy = busy
       this.report()
     }
+  }
+
+  /**
+   * Requests served reach the primary within a second (its snapshot and metrics), not only with
+   * the next heartbeat: one report per second at most, however many requests end.
+   */
+  private soon(): void {
+    if (this.pending !== undefined) return
+    this.pending = setTimeout(() => {
+      this.pending = undefined
+      this.report()
+    }, servedReportMillis)
+    this.pending.unref()
   }
 
   report(): void {

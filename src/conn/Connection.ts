@@ -36,6 +36,8 @@ export interface DriverConfig {
   readonly sendTimeout: number
   /** Unread body bytes discarded after a response to keep the connection open. */
   readonly maxDrainSize: number
+  /** When the server stops, how long idle and new connections are kept for a racing request. */
+  readonly drainGrace: number
 }
 
 /**
@@ -316,7 +318,8 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
     switch (phase) {
       case Phase.Head: {
         if (this.state >= ConnState.Upgraded) return
-        stats.timeouts.headers++
+        // The end of a stop's grace for a new connection is no timeout of the client's.
+        if (!(this.server.stopping && this.decoder === undefined)) stats.timeouts.headers++
         if (this.current === undefined && this.decoder !== undefined && !this.decoder.idle) {
           this.write(this.server.protocol.simpleResponse(408, "request head not received in time\n", true))
         }
@@ -325,7 +328,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
       }
       case Phase.Idle:
         if (this.state >= ConnState.Upgraded) return
-        stats.timeouts.keepAlive++
+        if (!this.server.stopping) stats.timeouts.keepAlive++
         this.closeIdle()
         return
       case Phase.Body: {
@@ -523,8 +526,22 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
    */
   drainForShutdown(): void {
     const state = this.state
-    if (state === ConnState.New || state === ConnState.Idle) this.closeIdle()
-    else this.process()
+    if (state !== ConnState.New && state !== ConnState.Idle) {
+      this.process()
+      return
+    }
+    const grace = this.server.config.drainGrace
+    if (grace === 0) {
+      this.closeIdle()
+      return
+    }
+    // A request may be on its way (a client reusing its kept-alive connection, a front end that
+    // has just connected): it is answered with Connection: close rather than closed under, which
+    // would lose it. Go's Shutdown gives new connections 5 s the same way.
+    const until = Date.now() + grace
+    if (this.phaseDeadline === 0 || until < this.phaseDeadline) {
+      this.setPhase(state === ConnState.Idle ? Phase.Idle : Phase.Head, grace)
+    }
   }
 
   /**

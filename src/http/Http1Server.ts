@@ -110,6 +110,7 @@ export const make = (
         requestTimeout: millis(config.requestTimeout),
         keepAliveTimeout: millis(config.keepAliveTimeout),
         sendTimeout: millis(config.sendTimeout),
+        drainGrace: millis(config.drainGrace),
         maxDrainSize: config.maxDrainSize
       },
       maxConnections: config.maxConnections,

@@ -375,6 +375,22 @@ export class Pool {
     const name = worker === undefined ? `worker ${this.nextId}` : worker.label
     this.runFork(Effect.logError(`${name} failed to boot: ${reason}`))
     if (this.bootFailures >= bootFailureLimit && !this.stopping) {
+      // Workers retiring for a reload still serve the code that booted: a reload whose module
+      // no longer loads is called off, and they stay, rather than the server going down.
+      const reloading = this.workers.filter((w) => w.retireReason === "reload" && !w.stopSent)
+      if (reloading.length > 0) {
+        for (const w of reloading) {
+          w.retireReason = undefined
+          w.state = w.inFlight > 0 ? "busy" : "idle"
+        }
+        this.bootFailures = 0
+        this.runFork(
+          Effect.logError(
+            `reload called off: ${bootFailureLimit} new workers in a row failed to boot (the last: ${reason}); the old workers keep serving`
+          )
+        )
+        return
+      }
       // As gunicorn halts on boot errors, rather than restart forever; unlike it, saying why.
       Deferred.doneUnsafe(
         this.halted,

@@ -94,6 +94,9 @@ const workerEntry = (): string => {
   return Path.join(Path.dirname(here), "..", "cli", `worker${Path.extname(here)}`)
 }
 
+/** A worker's drainGrace unless the server options set one (seconds). */
+const workerDrainGrace = 1
+
 /** How often the pool makes its decisions. */
 const tickMillis = 100
 
@@ -130,7 +133,12 @@ export const make = (
     }
     const target = yield* targetOf(serverConfig)
     const shared = yield* bindShared(target)
-    const workerServer = Object.fromEntries(Object.entries(server).filter(([key]) => !listenKeys.has(key)))
+    const workerServer = {
+      // A worker stops while others keep serving (recycling, reloads, scaling down): requests racing
+      // its stop on idle and new connections are answered, not lost, unless the options say otherwise.
+      drainGrace: workerDrainGrace,
+      ...Object.fromEntries(Object.entries(server).filter(([key]) => !listenKeys.has(key)))
+    }
     const fibers = yield* FiberSet.make<unknown, unknown>()
     const runFork = yield* FiberSet.runtime(fibers)<never>()
     const running = new Pool(

@@ -64,6 +64,7 @@ export const make = (
         // One request per connection: never idle between requests, never a body left to discard.
         keepAliveTimeout: 0,
         sendTimeout: millis(config.sendTimeout),
+        drainGrace: millis(config.drainGrace),
         maxDrainSize: 0
       },
       maxConnections: config.maxConnections,

@@ -238,6 +238,44 @@ describe("graceful stop", () => {
     })
   )
 
+  it.live(
+    "with drainGrace, a request sent on an idle or a new connection just after the stop began is answered with Connection: close",
+    () =>
+      Effect.gen(function* () {
+        const { scope, port, stats } = yield* startScoped(Effect.succeed(HttpServerResponse.text("hi")), {
+          keepAliveTimeout: 60,
+          drainGrace: 1
+        })
+        const kept = yield* connect(port)
+        kept.socket.write(get("/"))
+        expect(yield* waitUntil(() => responsesOf(kept).length === 1, 5_000)).toBe(true)
+        const fresh = yield* connect(port)
+        const silent = yield* connect(port)
+        expect(yield* waitUntil(() => Effect.runSync(stats.snapshot).idleConnections === 3, 5_000)).toBe(true)
+        const stopping = yield* closeInBackground(scope)
+        // Requests racing the stop: on the kept-alive connection, and the first on a new one.
+        yield* Effect.sleep(200)
+        kept.socket.write(get("/again"))
+        fresh.socket.write(get("/first"))
+        expect(yield* waitUntil(() => responsesOf(kept).length === 2 && responsesOf(fresh).length === 1, 3_000)).toBe(
+          true
+        )
+        expect(responsesOf(kept)[1].status).toBe(200)
+        expect(responsesOf(kept)[1].header("connection")).toBe("close")
+        expect(responsesOf(fresh)[0].header("connection")).toBe("close")
+        const { started, finished } = yield* Fiber.join(stopping)
+        // The one that sent nothing is closed when the grace ends; the stop waits no longer.
+        expect(finished - started).toBeGreaterThan(800)
+        expect(finished - started).toBeLessThan(3_500)
+        expect(yield* waitUntil(() => [kept, fresh, silent].every((c) => c.closedAt !== undefined), 3_000)).toBe(true)
+        expect(received(silent).length).toBe(0)
+        expect(silent.reset).toBe(false)
+        // The grace's end is no client timeout.
+        const { timeouts } = yield* stats.snapshot
+        expect(timeouts.keepAlive + timeouts.headers).toBe(0)
+      })
+  )
+
   it.live("pipelined requests received before the stop are all answered, the last with Connection: close", () =>
     Effect.gen(function* () {
       let started = 0

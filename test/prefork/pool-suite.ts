@@ -3,6 +3,8 @@
  * real sockets, for one way clients reach it (a `Front`): pool-http.test.ts and
  * pool-scgi-nginx.test.ts run this suite.
  */
+import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
@@ -135,30 +137,6 @@ export const poolSuite = (front: Front): void => {
       30_000
     )
 
-    // Known to fail (dispatch "shared"): a worker at workerConcurrency whose event loop is free
-    // still accepts from the shared socket, and queues what it accepts (maxConcurrentRequests), so
-    // the first worker takes all three connections and serves them one after the other while the
-    // workers started for them wait idle. Remove `.fails` once busy workers stop accepting (or
-    // with dispatch "primary"). The same in either front: run once, over HTTP.
-    if (front.protocol === "http") {
-      it.live.fails(
-        "three concurrent /sleep requests with workerConcurrency 1 are served by three workers at once",
-        () =>
-          Effect.scoped(
-            Effect.gen(function* () {
-              const { port } = yield* startPool({ protocol, minWorkers: 1, maxWorkers: 3, workerConcurrency: 1 })
-              const url = yield* front.url(port)
-              const answers = yield* Effect.promise(() =>
-                Promise.all(Array.from({ length: 3 }, () => get(`${url}/sleep?ms=1500`)))
-              )
-              const pids = answers.map((a) => ("body" in a ? a.body.split(" ")[0] : a.error))
-              expect(new Set(pids).size).toBe(3)
-            })
-          ),
-        20_000
-      )
-    }
-
     it.live(
       "recycles workers after maxRequests under load: 1,000 requests from 20 keep-alive clients, none failed",
       () =>
@@ -280,14 +258,10 @@ export const poolSuite = (front: Front): void => {
       30_000
     )
 
-    // Known to fail: a worker that stops treats a connection it accepted but has not read a
-    // request from yet as idle and closes it at once (Connection.drainForShutdown: ConnState.New
-    // goes to closeIdle, as ConnState.Idle does), so the request its client sent meanwhile is
-    // lost. Behind nginx, where every SCGI request is a new connection, it is a 502 ("upstream
-    // prematurely closed connection"), about one per worker stopped under steady load; Go's
-    // Shutdown leaves such connections alone for their first 5 s. Remove `.fails` once a
-    // stopping worker serves the request of a connection it had accepted.
-    it.live.fails(
+    // A worker that stops keeps a connection it accepted but has read nothing from yet for
+    // drainGrace (1 s in workers), so the request its client sent meanwhile is answered: behind
+    // nginx, where every SCGI request is a new connection, closing it at once was a 502.
+    it.live(
       "a connection accepted just before its worker stops still gets its request answered",
       () =>
         Effect.scoped(
@@ -315,16 +289,69 @@ export const poolSuite = (front: Front): void => {
       20_000
     )
 
-    // Known to fail: a worker that stops (reload, recycling, idle) closes its idle keep-alive
-    // connections at once (Connection.drainForShutdown → closeIdle → destroySoon), and a request
-    // the client sent on one meanwhile is reset, nearly one per client when clients send back to
-    // back. Clients that retry as Node documents (`request.reusedSocket`) recover; the load
-    // tests' clients send such requests again (`trace` in load.ts). (Behind nginx the SCGI
-    // connections carry one request each: nothing to test there.) Remove `.fails` once a
-    // stopping worker answers the next request on a kept-alive connection with
-    // `Connection: close` rather than closing it under the client.
     if (front.protocol === "http") {
-      it.live.fails(
+      it.live(
+        "a reload whose module no longer loads is called off: the old workers keep serving the old code",
+        () =>
+          Effect.scoped(
+            Effect.gen(function* () {
+              const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "prefork-reload-"))
+              yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+              const versionFile = Path.join(dir, "version")
+              Fs.writeFileSync(versionFile, "v1")
+              // Workers inherit this process's environment when they are forked.
+              const previous = process.env.PREFORK_APP_VERSION_FILE
+              process.env.PREFORK_APP_VERSION_FILE = versionFile
+              yield* Effect.addFinalizer(() =>
+                Effect.sync(() => {
+                  if (previous === undefined) delete process.env.PREFORK_APP_VERSION_FILE
+                  else process.env.PREFORK_APP_VERSION_FILE = previous
+                })
+              )
+              const { pool, port, pids, logs } = yield* startPool({ protocol, workers: 2, bootTimeout: 10 })
+              const url = yield* front.url(port)
+              const before = yield* pids
+              Fs.writeFileSync(versionFile, "broken")
+              yield* pool.reload
+              const calledOff = yield* waitFor(
+                Effect.sync(() => logs.some((line) => line.startsWith("reload called off: 3 new workers in a row"))),
+                15_000
+              )
+              expect(calledOff).toBe(true)
+              // Not halted, the same workers, serving the code they booted with.
+              expect(yield* Effect.exit(Effect.timeout(pool.halted, 200))).toMatchObject({ _tag: "Failure" })
+              const snapshot = yield* pool.snapshot
+              expect(snapshot.workers.map((w) => w.pid).sort()).toEqual([...before].sort())
+              expect(snapshot.workers.every((w) => w.state === "idle" || w.state === "busy")).toBe(true)
+              const answer = yield* Effect.promise(() => get(`${url}/pid`))
+              expect(answer).toMatchObject({ status: 200 })
+              if ("body" in answer) expect(answer.body).toMatch(/ v1$/)
+              // The next good deploy reloads as usual.
+              Fs.writeFileSync(versionFile, "v2")
+              yield* pool.reload
+              const replaced = yield* waitFor(
+                Effect.map(
+                  pool.snapshot,
+                  (s) =>
+                    s.workers.length === 2 && s.workers.every((w) => !before.includes(w.pid) && w.state !== "starting")
+                ),
+                15_000
+              )
+              expect(replaced).toBe(true)
+              const fresh = yield* Effect.promise(() => get(`${url}/pid`))
+              if ("body" in fresh) expect(fresh.body).toMatch(/ v2$/)
+            })
+          ),
+        40_000
+      )
+    }
+
+    // A worker that stops (reload, recycling, idle) keeps its idle keep-alive connections for
+    // drainGrace (1 s in workers): a request a client sends on one meanwhile is answered with
+    // Connection: close, and the client reconnects to another worker, rather than being reset.
+    // (Behind nginx the SCGI connections carry one request each: nothing to test there.)
+    if (front.protocol === "http") {
+      it.live(
         "reloads under continuous load from keep-alive clients: every worker replaced, no request reset",
         () =>
           Effect.scoped(
