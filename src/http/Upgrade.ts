@@ -28,6 +28,7 @@ import type { ResponseTarget } from "../gateway/ResponseTarget.ts"
 import { isToken } from "../wire/chars.ts"
 import { valueMax } from "../wire/fields.ts"
 import type { RequestHead } from "./Parser.ts"
+import { fromWs } from "./WebSocketSocket.ts"
 
 /**
  * How a server's WebSockets are set up. Times in milliseconds, 0 for none.
@@ -285,7 +286,9 @@ export const upgrade = (
         return Effect.sync(() => socket.off("close", onClose))
       })
     )
-    return Socket.fromWebSocket(Effect.acquireRelease(open, (ws, exit) => Effect.sync(() => ws.close(closeCode(exit)))))
+    return Effect.succeed(
+      fromWs(Effect.acquireRelease(open, (ws, exit) => Effect.sync(() => ws.close(closeCode(exit)))))
+    )
   }
   for (const name of names) {
     if (reserved.has(name)) return Effect.fail(invalid(request, `upgrade responses cannot set the ${name} header`))
