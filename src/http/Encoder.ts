@@ -61,19 +61,6 @@ export const encodeHead = (
 }
 
 /**
- * A minimal head for responses the server generates itself (protocol errors, fallbacks).
- *
- * @since 0.1.0
- */
-export const simpleResponse = (status: number, body: string, close: boolean, server: string): string =>
-  `HTTP/1.1 ${status} ${reasonPhrase(status, undefined)}\r\n` +
-  `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-  (close ? "connection: close\r\n" : "") +
-  `date: ${httpDate()}\r\n` +
-  (server === "" ? "" : `server: ${server}\r\n`) +
-  `\r\n${body}`
-
-/**
  * The interim response sent when the application first reads a body the client is holding back
  * with `Expect: 100-continue` (RFC 9110 §10.1.1, §15.2.1).
  *

@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import type { Protocol } from "../conn/Protocol.ts"
-import { simpleResponse } from "./Encoder.ts"
+import { simpleResponse } from "../wire/simpleResponse.ts"
 import { HttpExchange, type HttpSettings } from "./HttpExchange.ts"
 import { type ParserLimits, type RequestHead, RequestParser } from "./Parser.ts"
 

@@ -39,12 +39,3 @@ export const encodeScgiHead = (h: ResponseInit): EncodedHead | string => {
   const length = h.contentLength >= 0 ? `content-length: ${h.contentLength}\r\n` : ""
   return { head: `${fields.head}${length}\r\n`, latin1: fields.latin1 }
 }
-
-/**
- * A response the server makes itself (a protocol error, an overload refusal).
- *
- * @since 0.1.0
- */
-export const simpleScgiResponse = (status: number, body: string): string =>
-  `Status: ${status} ${reasonPhrase(status, undefined)}\r\n` +
-  `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`

@@ -15,8 +15,9 @@ import { UpgradeUnavailable } from "../errors.ts"
 import type { ResponseInit } from "../gateway/ResponseTarget.ts"
 import type { TlsInfo } from "../listen/Tls.ts"
 import type { EncodedHead } from "../wire/fields.ts"
+import { simpleScgiResponse } from "../wire/simpleResponse.ts"
 import type { Environ, MappedRequest } from "./Environ.ts"
-import { encodeScgiHead, simpleScgiResponse } from "./ScgiEncoder.ts"
+import { encodeScgiHead } from "./ScgiEncoder.ts"
 
 /**
  * @since 0.1.0

@@ -6,8 +6,8 @@
  * @since 0.1.0
  */
 import type { Protocol } from "../conn/Protocol.ts"
+import { simpleScgiResponse } from "../wire/simpleResponse.ts"
 import { mapRequest } from "./Environ.ts"
-import { simpleScgiResponse } from "./ScgiEncoder.ts"
 import { ScgiExchange } from "./ScgiExchange.ts"
 import { type ScgiHead, type ScgiLimits, ScgiParser } from "./ScgiParser.ts"
 import { ScgiProtocolError } from "./ScgiProtocolError.ts"
