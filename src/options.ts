@@ -381,9 +381,9 @@ export const PreforkFields = {
     "Seconds a new worker has to load the module and start serving; longer counts as a failed boot."
   ),
   dispatch: field(
-    Schema.Literals(["shared"]),
+    Schema.Literals(["shared", "primary"]),
     "shared",
-    "shared: workers accept from the listening socket they inherit (the primary accepts nothing)."
+    "shared: workers accept from the listening socket they inherit (the primary spends nothing per connection). primary: the primary accepts and hands each connection to the worker with the fewest connections that has room; with none, it waits up to requestQueueTimeout (at most backlog of them), then gets 503."
   )
 } as const
 

@@ -10,11 +10,13 @@
  *
  * @since 0.1.0
  */
+import * as Net from "node:net"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Data, Deferred, Effect, Exit, Layer, Logger, Option, Runtime, Schedule, type Scope } from "effect"
 import type * as HttpMiddleware from "effect/http/HttpMiddleware"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as Http1Server from "../http/Http1Server.ts"
+import { type ConnectionSource, HandedConnections } from "../listen/Handoff.ts"
 import type { FromWorker, OldestRequest, StartWorker } from "../prefork/Messages.ts"
 import { decodeToWorker } from "../prefork/Messages.ts"
 import * as ScgiServer from "../scgi/ScgiServer.ts"
@@ -45,6 +47,9 @@ class Load {
   served = 0
   private readonly concurrency: number
   private readonly requestLimit: number
+  /** Connections handed over by the primary (dispatch `primary`): open now, and in all. */
+  private connections = 0
+  private received = 0
   private retireAsked = false
   private wasBusy = false
   private pending: ReturnType<typeof setTimeout> | undefined
@@ -60,6 +65,22 @@ class Load {
 
   get busy(): boolean {
     return this.concurrency > 0 && this.running.length >= this.concurrency
+  }
+
+  /**
+   * A connection the primary handed over. The primary counts it as a request against
+   * workerConcurrency until a report says it arrived: not reported at once, since its request
+   * has not begun yet (the report would make room for another connection), but when the request
+   * makes the worker busy, or within a second, with the open connections the primary balances on.
+   */
+  opened(socket: Net.Socket): void {
+    this.connections++
+    this.received++
+    this.soon()
+    socket.once("close", () => {
+      this.connections--
+      this.soon()
+    })
   }
 
   begin(method: string, url: string): Running {
@@ -129,7 +150,8 @@ class Load {
       _tag: "Load",
       inFlight: this.running.length,
       served: this.served,
-      connections: 0,
+      connections: this.connections,
+      received: this.received,
       busy: this.busy,
       oldest: this.oldest()
     })
@@ -160,6 +182,42 @@ const started: Effect.Effect<StartWorker> = Effect.callback<StartWorker>((resume
     process.off("message", onMessage)
   })
 })
+
+/**
+ * Dispatch `primary`: the connections the primary hands over, each with a `Connection` message,
+ * for the server to serve as if it had accepted them. It listens for as long as the worker runs
+ * (a listener left on the channel would keep the process from exiting), so no handle arrives
+ * unheard; one that arrives when nothing serves any more is closed.
+ */
+const handedConnections = (load: Load): Effect.Effect<ConnectionSource, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      let accept: ((socket: Net.Socket) => void) | undefined
+      const onMessage = (raw: unknown, handle: unknown) => {
+        if (!(handle instanceof Net.Socket)) return
+        const message = decodeToWorker(raw)
+        if (Option.isNone(message) || message.value._tag !== "Connection" || accept === undefined) {
+          // Nothing serves here (the server has stopped): the client sees the close at once.
+          handle.destroy()
+          return
+        }
+        load.opened(handle)
+        accept(handle)
+      }
+      process.on("message", onMessage)
+      const source: ConnectionSource = {
+        label: "connections from the prefork primary",
+        attach: (serve) => {
+          accept = serve
+          return () => {
+            accept = undefined
+          }
+        }
+      }
+      return { source, release: () => process.off("message", onMessage) }
+    }),
+    ({ release }) => Effect.sync(release)
+  ).pipe(Effect.map(({ source }) => source))
 
 /** How often the worker checks that its parent is still the primary, behind the IPC channel's close. */
 const parentCheckMillis = 1_000
@@ -222,6 +280,7 @@ const serveWorker = Effect.gen(function* () {
   const load = new Load(start.concurrency, start.requestLimit, start.heartbeat)
   const listen = start.listen._tag === "Fd" ? { fd: start.listen.fd } : {}
   const concurrency = start.concurrency > 0 ? { maxConcurrentRequests: start.concurrency } : {}
+  const handed = start.listen._tag === "Handoff" ? yield* handedConnections(load) : undefined
   const booted = yield* Effect.exit(
     Effect.gen(function* () {
       const ref = parseModuleRef(start.module)
@@ -231,7 +290,7 @@ const serveWorker = Effect.gen(function* () {
           ? ScgiServer.layer({ ...start.server, ...listen, ...concurrency })
           : Http1Server.layer({ ...start.server, ...listen, ...concurrency })
       yield* Layer.build(serveLayer(served, ref.path, load.middleware).pipe(Layer.provide(server)))
-    })
+    }).pipe(Effect.provideService(HandedConnections, handed))
   )
   if (Exit.isFailure(booted)) {
     const reason = describeFailure(booted.cause)

@@ -19,6 +19,7 @@ import type { BindError } from "../errors.ts"
 import * as Gateway from "../gateway/Gateway.ts"
 import { makeRunner } from "../gateway/Runner.ts"
 import { Acceptor, createServer } from "../listen/Acceptor.ts"
+import { HandedConnections } from "../listen/Handoff.ts"
 import { type ListenTarget, listen, listenerLabel } from "../listen/Listener.ts"
 import type { AccessLogFormat } from "../stats/AccessLog.ts"
 import { registerMetrics, ServerStats, Stats } from "../stats/ServerStats.ts"
@@ -88,9 +89,13 @@ export const makeServer = <H extends { readonly _tag: "Head" }, X extends Exchan
       refusal: spec.protocol.simpleResponse(503, "server at its connection limit\n", true),
       prepare: spec.prepare?.(stats)
     })
-    const listener = yield* listen(server, spec.target)
+    // A process whose connections are handed over (a worker under a dispatching prefork primary)
+    // serves those instead of listening where the options say.
+    const source = yield* HandedConnections
+    const target: ListenTarget = source === undefined ? spec.target : { _tag: "Handed", source }
+    const listener = yield* listen(server, target)
     yield* Effect.addFinalizer(() => acceptor.closeWaiting)
-    yield* registerMetrics(stats, listenerLabel(spec.target, listener.address))
+    yield* registerMetrics(stats, listenerLabel(target, listener.address))
     // Runs before the listener's own release (finalizers run in reverse), so that closing the
     // listener never waits for connections nobody is closing.
     yield* Effect.addFinalizer(() => acceptor.shutdown)

@@ -11,6 +11,7 @@ import { Effect, Result } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 import type * as Scope from "effect/Scope"
 import { AddressInUse, BadAddress, type BindError, InvalidOptions, PermissionDenied } from "../errors.ts"
+import type { ConnectionSource } from "./Handoff.ts"
 
 /**
  * Where to listen.
@@ -28,6 +29,8 @@ export type ListenTarget =
     }
   | { readonly _tag: "Unix"; readonly path: string; readonly backlog: number; readonly mode: number | undefined }
   | { readonly _tag: "Fd"; readonly fd: number; readonly label: string }
+  /** No socket of its own: connections handed over by another process (see `Handoff`). */
+  | { readonly _tag: "Handed"; readonly source: ConnectionSource }
 
 /**
  * The listening options every server shares.
@@ -149,8 +152,18 @@ export const targetOf = (options: ListenOptions): Effect.Effect<ListenTarget, In
  *
  * @since 0.1.0
  */
-export const describeTarget = (target: ListenTarget): string =>
-  target._tag === "Tcp" ? formatHostPort(target.host, target.port) : target._tag === "Unix" ? target.path : target.label
+export const describeTarget = (target: ListenTarget): string => {
+  switch (target._tag) {
+    case "Tcp":
+      return formatHostPort(target.host, target.port)
+    case "Unix":
+      return target.path
+    case "Fd":
+      return target.label
+    case "Handed":
+      return target.source.label
+  }
+}
 
 /**
  * The listening address as the metrics name it: the target, with the port an ephemeral one got.
@@ -234,6 +247,13 @@ const bind = (server: Net.Server, target: ListenTarget, label: string): Effect.E
  */
 export const listen = (server: Net.Server, target: ListenTarget): Effect.Effect<Listener, BindError, Scope.Scope> => {
   const label = describeTarget(target)
+  if (target._tag === "Handed") {
+    // The socket belongs to whoever hands connections over: nothing to bind or to close.
+    return Effect.acquireRelease(
+      Effect.sync(() => target.source.attach((socket) => server.emit("connection", socket))),
+      (detach) => Effect.sync(detach)
+    ).pipe(Effect.as({ server, address: NetAddress.unixPathAddress(label) }))
+  }
   return Effect.acquireRelease(
     Effect.gen(function* () {
       if (target._tag === "Unix") yield* clearStaleSocket(target.path)

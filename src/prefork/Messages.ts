@@ -100,6 +100,9 @@ export const Load = Schema.TaggedStruct("Load", {
   served: Schema.Number,
   /** Open connections (dispatch `primary` balances on them). */
   connections: Schema.Number,
+  /** Connections handed over to it so far (dispatch `primary`: the primary counts those in transit). */
+  received: Schema.Number,
+  /** Running workerConcurrency requests. */
   busy: Schema.Boolean,
   oldest: Schema.NullOr(OldestRequest)
 })

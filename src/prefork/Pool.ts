@@ -13,6 +13,7 @@
  *
  * @since 0.1.0
  */
+import type * as Net from "node:net"
 import { type Cause, Clock, Deferred, Duration, Effect, type Fiber, Option, type Pull, Schedule } from "effect"
 import { WorkerError } from "../errors.ts"
 import { stablePeriodMillis } from "../process/Backoff.ts"
@@ -31,8 +32,11 @@ export interface PoolSpec {
   readonly protocol: "http" | "scgi"
   /** The server's options for the workers, without where to listen. */
   readonly server: Readonly<Record<string, unknown>>
-  /** The listening descriptor the workers inherit (their descriptor 3). */
-  readonly listenFd: number
+  /**
+   * The listening descriptor the workers inherit (their descriptor 3) and accept from; undefined
+   * when the primary accepts and hands connections over (`hand`).
+   */
+  readonly listenFd: number | undefined
   readonly minWorkers: number
   readonly maxWorkers: number
   readonly maxRequests: number
@@ -161,6 +165,14 @@ class Worker {
   /** What to send when it says Hello. */
   start: StartWorker | undefined
   recycleServed = 0
+  /** Dispatch `primary`: connections handed to it, and what its last report said. */
+  handed = 0
+  reportedConnections = 0
+  reportedReceived = 0
+  /** Its last report said it runs workerConcurrency requests. */
+  full = false
+  /** Its IPC channel is closed: it takes no more connections. */
+  unreachable = false
 
   constructor(id: number, child: NodeChild, now: number) {
     this.id = id
@@ -172,6 +184,19 @@ class Worker {
 
   get label(): string {
     return `worker ${this.id} (pid ${this.child.pid})`
+  }
+
+  /**
+   * Its open connections as the primary can know them: what it last reported, plus those handed
+   * over since that it had not yet received then.
+   */
+  get connections(): number {
+    return this.reportedConnections + this.inTransit
+  }
+
+  /** Connections handed to it that it had not received at its last report. */
+  get inTransit(): number {
+    return this.handed - this.reportedReceived
   }
 }
 
@@ -207,6 +232,18 @@ export class Pool {
   /** Completes (failing) when the pool halts. */
   readonly halted = Deferred.makeUnsafe<never, WorkerError>()
   private readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
+  /** Dispatch `primary`: called when a worker may have room for waiting connections. */
+  onCapacity: () => void = () => {}
+  /**
+   * Dispatch `primary`: takes back connections that were on their way to a worker that died
+   * before they left this process (unread: another worker can serve them).
+   */
+  rehand: (sockets: ReadonlyArray<Net.Socket>) => void = (sockets) => {
+    for (const socket of sockets) socket.destroy()
+  }
+  /** Dispatch `primary`: connections waiting for a worker with room (they make the pool grow). */
+  queued: () => number = () => 0
+  private handCursor = 0
 
   constructor(spec: PoolSpec, runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>) {
     this.spec = spec
@@ -256,7 +293,9 @@ export class Pool {
         name: `worker ${id}`,
         entry: spec.workerEntry,
         execArgv: spec.execArgv,
-        fds: [spec.listenFd],
+        fds: spec.listenFd === undefined ? [] : [spec.listenFd],
+        // Connections queued for it that never left: another worker takes them.
+        onUnsentSockets: (sockets) => self.rehand(sockets),
         onMessage: (raw) => {
           const message = decodeFromWorker(raw)
           if (Option.isNone(message)) return
@@ -281,7 +320,7 @@ export class Pool {
         module: spec.module,
         protocol: spec.protocol,
         server: spec.server,
-        listen: { _tag: "Fd", fd: 3 },
+        listen: spec.listenFd === undefined ? { _tag: "Handoff" } : { _tag: "Fd", fd: 3 },
         heartbeat: spec.workerTimeout > 0 ? Math.max(100, Math.floor(spec.workerTimeout / 4)) : 10_000,
         concurrency: spec.workerConcurrency,
         requestLimit: spec.maxRequests > 0 ? spec.maxRequests + jitter : 0
@@ -328,6 +367,7 @@ export class Pool {
       worker.idleSince = now
       if (worker.state === "starting") worker.state = "idle"
       yield* Effect.logInfo(`${worker.label} ready in ${now - worker.startedAt} ms`)
+      self.onCapacity()
       const exit = yield* worker.child.exited
       const at = yield* Clock.currentTimeMillis
       if (worker.stopReason !== undefined) {
@@ -339,7 +379,9 @@ export class Pool {
       self.remove(worker, worker.killReason === undefined ? "died" : "killed", reason, at)
       self.restarts++
       yield* self.crashed(at)
-      yield* Effect.logWarning(`${worker.label} ${reason}; starting another`)
+      const lost = worker.child.lostSockets
+      const closed = lost === 0 ? "" : ` (${lost} connection${lost === 1 ? "" : "s"} on the way to it closed)`
+      yield* Effect.logWarning(`${worker.label} ${reason}${closed}; starting another`)
     })
   }
 
@@ -430,6 +472,9 @@ export class Pool {
         worker.served = served
         worker.inFlight = message.inFlight
         worker.oldest = message.oldest
+        worker.reportedConnections = message.connections
+        worker.reportedReceived = message.received
+        worker.full = message.busy
         if (worker.state === "idle" || worker.state === "busy") {
           const next: WorkerState = message.busy ? "busy" : "idle"
           if (next === "idle" && worker.state === "busy") worker.idleSince = now
@@ -440,6 +485,7 @@ export class Pool {
           worker.recycleServed = served
           this.runFork(this.stepRecycle(worker, newly, now))
         }
+        this.onCapacity()
         return
       }
     }
@@ -553,16 +599,59 @@ export class Pool {
     // At least minWorkers: start the missing ones at once (a reload replaces all together).
     const missing = this.minWorkers - this.active.length
     if (missing > 0) return Effect.forEach(Array.from({ length: missing }), () => this.spawn(now), { discard: true })
-    // All busy: one more, up to maxWorkers, one at a time.
+    // All busy, or connections waiting for room: one more, up to maxWorkers, one at a time.
     if (
       starting === 0 &&
       active.length < this.maxWorkers &&
       serving.length > 0 &&
-      serving.every((w) => w.state === "busy")
+      (serving.every((w) => w.state === "busy") || this.queued() > 0)
     ) {
       return this.spawn(now)
     }
     return Effect.void
+  }
+
+  /**
+   * Dispatch `primary`: hands `socket` to the worker with the fewest connections among those
+   * with room, preferring workers that are not retiring; false when none has room. Room: below
+   * workerConcurrency in requests, a connection on its way counting as one (its request is about
+   * to start); without a limit, always. Idle keep-alive connections take no room, so a client
+   * that keeps one open does not hold a worker. A worker told to stop, or killed, takes nothing
+   * more.
+   */
+  hand(socket: Net.Socket): boolean {
+    const limit = this.spec.workerConcurrency
+    const workers = this.workers
+    for (;;) {
+      let best: Worker | undefined
+      // Ties go round: the search starts one worker further each time, so connections that each
+      // close before the next arrives (SCGI behind nginx) do not all go to the first worker.
+      const from = this.handCursor++
+      for (let i = 0; i < workers.length; i++) {
+        const w = workers[(from + i) % workers.length]
+        if (w.state === "starting" || w.stopSent || w.killReason !== undefined || w.unreachable) continue
+        if (w.child.exit !== undefined) continue
+        if (limit > 0 && (w.full || w.inFlight + w.inTransit >= limit)) continue
+        if (
+          best === undefined ||
+          (best.state === "retiring" && w.state !== "retiring") ||
+          ((best.state === "retiring") === (w.state === "retiring") && w.connections < best.connections)
+        ) {
+          best = w
+        }
+      }
+      if (best === undefined) return false
+      const chosen = best
+      if (chosen.child.sendSocket({ _tag: "Connection" }, socket, (error) => this.lost(chosen, error))) {
+        chosen.handed++
+        return true
+      }
+      chosen.unreachable = true
+    }
+  }
+
+  private lost(worker: Worker, error: Error): void {
+    this.runFork(Effect.logWarning(`a connection handed to ${worker.label} was lost: ${error.message}`))
   }
 
   /** Starts the pool: minWorkers workers, ready; fails with the WorkerError if they cannot boot. */

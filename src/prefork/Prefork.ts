@@ -34,6 +34,8 @@ import {
   type ScgiServerOptionsInput
 } from "../options.ts"
 import { restartBackoff } from "../process/Backoff.ts"
+import { simpleResponse, simpleScgiResponse } from "../wire/simpleResponse.ts"
+import { Dispatcher } from "./Dispatcher.ts"
 import { Pool, type PoolSnapshot } from "./Pool.ts"
 import { registerPoolMetrics } from "./PoolMetrics.ts"
 import { bindShared } from "./SharedSocket.ts"
@@ -97,6 +99,13 @@ const workerEntry = (): string => {
 /** A worker's drainGrace unless the server options set one (seconds). */
 const workerDrainGrace = 1
 
+/** The answer to a connection that found no worker with room in time (dispatch `primary`). */
+const refusal = (protocol: "http" | "scgi", config: object): string => {
+  const text = "no worker is free to take the connection\n"
+  if (protocol === "scgi") return simpleScgiResponse(503, text)
+  return simpleResponse(503, text, true, "serverName" in config ? String(config.serverName) : "")
+}
+
 /** How often the pool makes its decisions. */
 const tickMillis = 100
 
@@ -132,7 +141,8 @@ export const make = (
       return yield* new InvalidOptions({ option: "maxWorkers", detail: `is below minWorkers (${minWorkers})` })
     }
     const target = yield* targetOf(serverConfig)
-    const shared = yield* bindShared(target)
+    const primary = pool.dispatch === "primary"
+    const shared = primary ? undefined : yield* bindShared(target)
     const workerServer = {
       // A worker stops while others keep serving (recycling, reloads, scaling down): requests racing
       // its stop on idle and new connections are answered, not lost, unless the options say otherwise.
@@ -146,7 +156,7 @@ export const make = (
         module,
         protocol,
         server: workerServer,
-        listenFd: shared.fd,
+        listenFd: shared?.fd,
         minWorkers,
         maxWorkers,
         maxRequests: pool.maxRequests,
@@ -165,11 +175,37 @@ export const make = (
       runFork
     )
     yield* Effect.addFinalizer(() => running.stop)
-    const metrics = yield* registerPoolMetrics(
-      () => running.snapshot(Date.now()),
-      listenerLabel(target, shared.address)
-    )
     yield* running.start()
+    let address: NetAddress.SocketAddress
+    if (shared !== undefined) {
+      address = shared.address
+    } else {
+      // The primary accepts once the first workers serve (until then, connections wait in the
+      // listen queue, as with a shared socket).
+      const dispatcher = new Dispatcher({
+        target,
+        noDelay: serverConfig.noDelay,
+        queueLimit: serverConfig.backlog,
+        queueTimeout: millis(serverConfig.requestQueueTimeout),
+        refusal: refusal(protocol, serverConfig),
+        hand: (socket) => running.hand(socket)
+      })
+      running.onCapacity = () => dispatcher.drain()
+      running.rehand = (sockets) => dispatcher.requeue(sockets)
+      running.queued = () => dispatcher.waiting
+      address = (yield* dispatcher.listen()).address
+      // Runs before the workers are told to stop (finalizers run in reverse): nothing new is
+      // handed to a worker that is finishing.
+      yield* Effect.addFinalizer(() => dispatcher.stop)
+      yield* FiberSet.run(
+        fibers,
+        Effect.repeat(
+          Effect.sync(() => dispatcher.expire(Date.now())),
+          Schedule.spaced(tickMillis)
+        )
+      )
+    }
+    const metrics = yield* registerPoolMetrics(() => running.snapshot(Date.now()), listenerLabel(target, address))
     yield* FiberSet.run(fibers, running.run(tickMillis))
     // Per-worker metrics follow the workers as they come and go.
     yield* FiberSet.run(fibers, Effect.repeat(Effect.sync(metrics.sync), Schedule.spaced(tickMillis)))
@@ -190,7 +226,7 @@ export const make = (
       )
     }
     return PreforkPool.of({
-      address: shared.address,
+      address,
       snapshot: Effect.map(Clock.currentTimeMillis, (now) => running.snapshot(now)),
       reload: Effect.sync(() => running.reload()),
       scale: (delta) => Effect.sync(() => running.scale(delta)),

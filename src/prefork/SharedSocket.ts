@@ -99,6 +99,9 @@ const inet = (address: string, port: number): NetAddress.SocketAddress => {
 export const bindShared = (target: ListenTarget): Effect.Effect<SharedSocket, BindError, Scope.Scope> => {
   const label = describeTarget(target)
   switch (target._tag) {
+    case "Handed":
+      // A primary binds; only a worker is handed its connections.
+      return Effect.fail(new BadAddress({ address: label, code: "a handed-over connection source cannot be shared" }))
     case "Fd":
       // Already bound (and listening) by whoever passed it: the workers listen on it as well.
       return Effect.succeed({ fd: target.fd, address: NetAddress.unixPathAddress(label) })

@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import * as ChildProcess from "node:child_process"
+import * as Net from "node:net"
 import { Deferred, Effect } from "effect"
 import { WorkerError } from "../errors.ts"
 
@@ -43,6 +44,13 @@ export interface NodeChild {
   readonly pid: number
   /** Sends a message (and optionally a socket) over IPC; false once the channel is closed. */
   send(message: unknown): boolean
+  /**
+   * Sends a message with a connection, which leaves this process (closed here once the child
+   * has it). False when the channel is closed: the socket is still ours. A send that fails
+   * later (the child died at that moment) closes the connection, as it closes the connections
+   * the child already had, and tells `lost` why.
+   */
+  sendSocket(message: unknown, socket: Net.Socket, lost: (error: Error) => void): boolean
   /** Completes with how the process ended. */
   readonly exited: Effect.Effect<ChildExit>
   /**
@@ -57,6 +65,47 @@ export interface NodeChild {
   kill(signal: NodeJS.Signals): void
   /** The last lines it wrote to stderr. */
   stderrTail(): string
+  /** Connections sent to it that may have reached it and were closed when it exited. */
+  readonly lostSockets: number
+}
+
+/**
+ * What `child_process` keeps of handles on their way to a child: the one sent and not yet
+ * acknowledged (its native handle, closed on the acknowledgement) and those queued behind it.
+ */
+interface HandlesInTransit {
+  _pendingMessage?: { readonly handle?: { close?: () => void } } | null
+  _handleQueue?: Array<{ readonly handle?: unknown }> | null
+}
+
+/**
+ * Closes the connections still on their way to a child that has exited. Node closes them when
+ * the child acknowledges them, or when the channel disconnects; but a channel that closes while
+ * an acknowledgement is awaited postpones its disconnect until that acknowledgement, which a dead
+ * child never sends: the connections stayed open in this process, their clients waiting for an
+ * answer that could not come (seen as 10 s timeouts behind nginx when a worker was SIGKILLed).
+ * Those still queued never left this process, nothing has read them: they go to `unsent`.
+ */
+const closeHandlesInTransit = (
+  child: ChildProcess.ChildProcess,
+  unsent: (sockets: ReadonlyArray<Net.Socket>) => void
+): number => {
+  const transit = child as unknown as HandlesInTransit
+  let closed = 0
+  const pending = transit._pendingMessage
+  if (pending?.handle?.close !== undefined) {
+    pending.handle.close()
+    transit._pendingMessage = null
+    closed++
+  }
+  const queue = transit._handleQueue
+  if (queue !== null && queue !== undefined) {
+    transit._handleQueue = null
+    const sockets: Array<Net.Socket> = []
+    for (const entry of queue) if (entry.handle instanceof Net.Socket) sockets.push(entry.handle)
+    if (sockets.length > 0) unsent(sockets)
+  }
+  return closed
 }
 
 /**
@@ -73,6 +122,8 @@ export const forkNode = (options: {
   readonly execArgv: ReadonlyArray<string>
   readonly fds: ReadonlyArray<number>
   readonly onMessage: (message: unknown) => void
+  /** Connections sent with `sendSocket` that never left this process when it exited (default: closed). */
+  readonly onUnsentSockets?: ((sockets: ReadonlyArray<Net.Socket>) => void) | undefined
 }): Effect.Effect<NodeChild, WorkerError> =>
   Effect.callback<NodeChild, WorkerError>((resume) => {
     let child: ChildProcess.ChildProcess
@@ -115,8 +166,17 @@ export const forkNode = (options: {
         )
       }
     })
+    let lostSockets = 0
     child.once("exit", (code, signal) => {
+      // First, so that connections given back go to another child, not this one.
       exit = { code, signal }
+      lostSockets = closeHandlesInTransit(
+        child,
+        options.onUnsentSockets ??
+          ((sockets) => {
+            for (const socket of sockets) socket.destroy()
+          })
+      )
       Deferred.doneUnsafe(exited, Effect.succeed(exit))
     })
     child.once("close", () => Deferred.doneUnsafe(closed, Effect.void))
@@ -126,6 +186,13 @@ export const forkNode = (options: {
         Effect.succeed({
           pid,
           send: (message) => child.connected && child.send(message as ChildProcess.Serializable),
+          sendSocket: (message, socket, lost) => {
+            if (!child.connected) return false
+            child.send(message as ChildProcess.Serializable, socket, { keepOpen: false }, (error) => {
+              if (error !== null) lost(error)
+            })
+            return true
+          },
           exited: Deferred.await(exited),
           closed: Deferred.await(closed),
           get exit() {
@@ -134,7 +201,10 @@ export const forkNode = (options: {
           kill: (signal) => {
             if (exit === undefined) child.kill(signal)
           },
-          stderrTail: () => tail
+          stderrTail: () => tail,
+          get lostSockets() {
+            return lostSockets
+          }
         })
       )
     })

@@ -44,7 +44,8 @@ interface Served {
  * Starts `serve` in a process group of its own (workers included). When the scope closes, a
  * primary still running gets SIGTERM, then the whole group SIGKILL.
  */
-const serve = (
+const serveWith = (
+  dispatch: "shared" | "primary",
   front: Front,
   args: ReadonlyArray<string>,
   env: Record<string, string> = {}
@@ -52,7 +53,20 @@ const serve = (
   Effect.gen(function* () {
     const run = spawnTracked(
       process.execPath,
-      [bin, "serve", appModule, "--protocol", front.protocol, "--host", "127.0.0.1", "--port", "0", ...args],
+      [
+        bin,
+        "serve",
+        appModule,
+        "--protocol",
+        front.protocol,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--dispatch",
+        dispatch,
+        ...args
+      ],
       { cwd: root, env, group: true }
     )
     const pid = run.child.pid ?? -1
@@ -87,7 +101,10 @@ const serve = (
 
 const ok = (answer: { status: number; body: string } | { error: string }) => "status" in answer && answer.status === 200
 
-export const cliSuite = (front: Front): void => {
+export const cliSuite = (front: Front, dispatch: "shared" | "primary" = "shared"): void => {
+  const serve = (front: Front, args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+    serveWith(dispatch, front, args, env)
+
   afterEach(() => {
     killAll()
   })
@@ -96,7 +113,7 @@ export const cliSuite = (front: Front): void => {
     expect(await leftovers()).toEqual([])
   })
 
-  describe(`effect-appserver serve --workers, ${front.name}`, () => {
+  describe(`effect-appserver serve --workers --dispatch ${dispatch}, ${front.name}`, () => {
     for (const target of ["the primary", "the process group"] as const) {
       it.live(
         `SIGTERM to ${target} with slow requests in flight: all complete, exit code 0, no worker left`,

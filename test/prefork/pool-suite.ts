@@ -11,22 +11,23 @@ import { Effect, Exit } from "effect"
 import { WorkerError } from "../../src/errors.ts"
 import { root } from "../helpers/cli.ts"
 import { answersByPid, slowest, startLoad } from "../helpers/load.ts"
-import { bootTimes, connect, type Front, get, leftovers, startPool } from "../helpers/prefork.ts"
+import { bootTimes, connect, type Front, get, leftovers, startPool as startAnyPool } from "../helpers/prefork.ts"
 import { request } from "../helpers/raw.ts"
 import { scgiRequest } from "../helpers/scgi.ts"
 import { waitFor } from "../helpers/wait.ts"
 
 const bootFails = Path.join(root, "test/fixtures/prefork-boot-fails.ts")
 
-export const poolSuite = (front: Front): void => {
+export const poolSuite = (front: Front, dispatch: "shared" | "primary" = "shared"): void => {
   const protocol = front.protocol
+  const startPool = (options: Parameters<typeof startAnyPool>[0]) => startAnyPool({ dispatch, ...options })
 
   afterAll(async () => {
     // every pool stopped its workers, and those of failed tests were killed
     expect(await leftovers()).toEqual([])
   })
 
-  describe(`Prefork pool (library), ${front.name}`, () => {
+  describe(`Prefork pool (library), ${front.name}, dispatch ${dispatch}`, () => {
     it.live(
       "halts with a WorkerError when workers cannot boot, carrying what the module wrote to stderr",
       () =>
