@@ -369,6 +369,11 @@ export const PreforkFields = {
     0,
     "Requests a worker runs at once; at this many it counts as busy. 1 isolates requests as a forking server does; 0 for no limit."
   ),
+  workerBusyUtilization: field(
+    Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 1 })),
+    0.9,
+    "A worker whose event loop was busy this fraction of the last second (event-loop utilisation, 0-1) counts as busy, so the pool grows; 0 for never."
+  ),
   workerTimeout: field(
     seconds,
     30,

@@ -11,6 +11,7 @@
  * @since 0.1.0
  */
 import * as Net from "node:net"
+import * as PerfHooks from "node:perf_hooks"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Data, Deferred, Effect, Exit, Layer, Logger, Option, Runtime, Schedule, type Scope } from "effect"
 import type * as HttpMiddleware from "effect/http/HttpMiddleware"
@@ -26,6 +27,9 @@ const send = (message: FromWorker): void => {
   // Without a channel the primary is gone; the disconnect handler stops the worker.
   if (process.connected) process.send?.(message)
 }
+
+/** The period over which event-loop utilisation is measured. */
+const utilizationMillis = 1_000
 
 /** At most one report of requests served per this long, between heartbeats. */
 const servedReportMillis = 1_000
@@ -57,10 +61,36 @@ class Load {
   private namedAt = Number.NEGATIVE_INFINITY
   private readonly nameSpacing: number
 
+  /** The event loop was busy workerBusyUtilization of the last second. */
+  private hot = false
+  private wasHot = false
+
   constructor(concurrency: number, requestLimit: number, heartbeat: number) {
     this.concurrency = concurrency
     this.requestLimit = requestLimit
     this.nameSpacing = heartbeat / 4
+  }
+
+  /**
+   * Samples the event loop's utilisation every second (the share of the time it was running code
+   * rather than waiting for I/O): over `threshold`, the worker counts as hot, and the pool grows
+   * while every worker is busy or hot. A CPU-bound app with no workerConcurrency never runs
+   * "too many" requests, but its event loop says it is saturated. Reported when it changes.
+   */
+  watchUtilization(threshold: number): () => void {
+    if (threshold <= 0) return () => {}
+    let last = PerfHooks.performance.eventLoopUtilization()
+    const timer = setInterval(() => {
+      const now = PerfHooks.performance.eventLoopUtilization()
+      this.hot = PerfHooks.performance.eventLoopUtilization(now, last).utilization >= threshold
+      last = now
+      if (this.hot !== this.wasHot) {
+        this.wasHot = this.hot
+        this.report()
+      }
+    }, utilizationMillis)
+    timer.unref()
+    return () => clearInterval(timer)
   }
 
   get busy(): boolean {
@@ -153,6 +183,7 @@ class Load {
       connections: this.connections,
       received: this.received,
       busy: this.busy,
+      hot: this.hot,
       oldest: this.oldest()
     })
   }
@@ -302,6 +333,10 @@ const serveWorker = Effect.gen(function* () {
     return yield* new BootFailed()
   }
   send({ _tag: "Ready" })
+  yield* Effect.acquireRelease(
+    Effect.sync(() => load.watchUtilization(start.busyUtilization)),
+    (stop) => Effect.sync(stop)
+  )
   yield* Effect.forkScoped(
     Effect.repeat(
       Effect.sync(() => load.report()),

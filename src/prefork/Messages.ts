@@ -39,6 +39,8 @@ export const StartWorker = Schema.TaggedStruct("Start", {
   heartbeat: Schema.Number,
   /** Requests at which the worker counts as busy; 0 for never. */
   concurrency: Schema.Number,
+  /** Event-loop utilisation over the last second at which it counts as busy; 0 for never. */
+  busyUtilization: Schema.Number,
   /** Requests after which the worker asks to retire; 0 for never. */
   requestLimit: Schema.Number
 })
@@ -104,6 +106,8 @@ export const Load = Schema.TaggedStruct("Load", {
   received: Schema.Number,
   /** Running workerConcurrency requests. */
   busy: Schema.Boolean,
+  /** Its event loop was busy workerBusyUtilization of the last second. */
+  hot: Schema.Boolean,
   oldest: Schema.NullOr(OldestRequest)
 })
 

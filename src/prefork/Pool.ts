@@ -43,6 +43,7 @@ export interface PoolSpec {
   readonly maxRequestsJitter: number
   readonly maxWorkerAge: number
   readonly workerConcurrency: number
+  readonly workerBusyUtilization: number
   readonly workerTimeout: number
   readonly idleWorkerTimeout: number
   readonly bootTimeout: number
@@ -171,6 +172,8 @@ class Worker {
   reportedReceived = 0
   /** Its last report said it runs workerConcurrency requests. */
   full = false
+  /** Its last report said its event loop was busy workerBusyUtilization of the last second. */
+  hot = false
   /** Its IPC channel is closed: it takes no more connections. */
   unreachable = false
 
@@ -241,7 +244,10 @@ export class Pool {
   rehand: (sockets: ReadonlyArray<Net.Socket>) => void = (sockets) => {
     for (const socket of sockets) socket.destroy()
   }
-  /** Dispatch `primary`: connections waiting for a worker with room (they make the pool grow). */
+  /**
+   * Connections waiting for a worker (they make the pool grow): with dispatch `primary`, for one
+   * with room; with a shared socket, in its accept queue.
+   */
   queued: () => number = () => 0
   private handCursor = 0
 
@@ -323,6 +329,7 @@ export class Pool {
         listen: spec.listenFd === undefined ? { _tag: "Handoff" } : { _tag: "Fd", fd: 3 },
         heartbeat: spec.workerTimeout > 0 ? Math.max(100, Math.floor(spec.workerTimeout / 4)) : 10_000,
         concurrency: spec.workerConcurrency,
+        busyUtilization: spec.workerBusyUtilization,
         requestLimit: spec.maxRequests > 0 ? spec.maxRequests + jitter : 0
       }
       started.start = start
@@ -475,8 +482,9 @@ export class Pool {
         worker.reportedConnections = message.connections
         worker.reportedReceived = message.received
         worker.full = message.busy
+        worker.hot = message.hot
         if (worker.state === "idle" || worker.state === "busy") {
-          const next: WorkerState = message.busy ? "busy" : "idle"
+          const next: WorkerState = message.busy || message.hot ? "busy" : "idle"
           if (next === "idle" && worker.state === "busy") worker.idleSince = now
           if (message.inFlight > 0) worker.idleSince = now
           worker.state = next
@@ -599,7 +607,8 @@ export class Pool {
     // At least minWorkers: start the missing ones at once (a reload replaces all together).
     const missing = this.minWorkers - this.active.length
     if (missing > 0) return Effect.forEach(Array.from({ length: missing }), () => this.spawn(now), { discard: true })
-    // All busy, or connections waiting for room: one more, up to maxWorkers, one at a time.
+    // All busy (requests at workerConcurrency, or a saturated event loop), or connections
+    // waiting: one more, up to maxWorkers, one at a time.
     if (
       starting === 0 &&
       active.length < this.maxWorkers &&
@@ -613,7 +622,8 @@ export class Pool {
 
   /**
    * Dispatch `primary`: hands `socket` to the worker with the fewest connections among those
-   * with room, preferring workers that are not retiring; false when none has room. Room: below
+   * with room, preferring workers that are not retiring, then those whose event loop is not
+   * saturated (hot); false when none has room. Room: below
    * workerConcurrency in requests, a connection on its way counting as one (its request is about
    * to start); without a limit, always. Idle keep-alive connections take no room, so a client
    * that keeps one open does not hold a worker. A worker told to stop, or killed, takes nothing
@@ -634,8 +644,8 @@ export class Pool {
         if (limit > 0 && (w.full || w.inFlight + w.inTransit >= limit)) continue
         if (
           best === undefined ||
-          (best.state === "retiring" && w.state !== "retiring") ||
-          ((best.state === "retiring") === (w.state === "retiring") && w.connections < best.connections)
+          preference(w) < preference(best) ||
+          (preference(w) === preference(best) && w.connections < best.connections)
         ) {
           best = w
         }
@@ -725,3 +735,6 @@ const exitFailure = <E>(cause: Cause.Cause<E>): Option.Option<string> => {
   for (const reason of cause.reasons) if (reason._tag === "Fail") return Option.some(String(reason.error))
   return Option.none()
 }
+
+/** Which workers take a handed connection first: lower first (serving, then not hot). */
+const preference = (worker: Worker): number => (worker.state === "retiring" ? 2 : 0) + (worker.hot ? 1 : 0)

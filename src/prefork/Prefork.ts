@@ -35,6 +35,7 @@ import {
 } from "../options.ts"
 import { restartBackoff } from "../process/Backoff.ts"
 import { simpleResponse, simpleScgiResponse } from "../wire/simpleResponse.ts"
+import { acceptQueueOf } from "./AcceptQueue.ts"
 import { Dispatcher } from "./Dispatcher.ts"
 import { Pool, type PoolSnapshot } from "./Pool.ts"
 import { registerPoolMetrics } from "./PoolMetrics.ts"
@@ -106,6 +107,9 @@ const refusal = (protocol: "http" | "scgi", config: object): string => {
   return simpleResponse(503, text, true, "serverName" in config ? String(config.serverName) : "")
 }
 
+/** How often a shared socket's accept queue is read (dispatch `shared`, when the pool can grow). */
+const acceptQueueCheckMillis = 250
+
 /** How often the pool makes its decisions. */
 const tickMillis = 100
 
@@ -163,6 +167,7 @@ export const make = (
         maxRequestsJitter: pool.maxRequestsJitter,
         maxWorkerAge: millis(pool.maxWorkerAge),
         workerConcurrency: pool.workerConcurrency,
+        workerBusyUtilization: pool.workerBusyUtilization,
         workerTimeout: millis(pool.workerTimeout),
         idleWorkerTimeout: millis(pool.idleWorkerTimeout),
         bootTimeout: millis(pool.bootTimeout),
@@ -179,6 +184,22 @@ export const make = (
     let address: NetAddress.SocketAddress
     if (shared !== undefined) {
       address = shared.address
+      const acceptQueue = maxWorkers > minWorkers ? acceptQueueOf(shared.fd) : undefined
+      if (acceptQueue !== undefined) {
+        // Connections left in the accept queue at two checks in a row: every worker is too busy
+        // to accept, and the pool grows (a queue seen once is a burst the workers are taking).
+        let checksWithQueue = 0
+        running.queued = () => (checksWithQueue >= 2 ? 1 : 0)
+        yield* FiberSet.run(
+          fibers,
+          Effect.repeat(
+            Effect.sync(() => {
+              checksWithQueue = acceptQueue() > 0 ? checksWithQueue + 1 : 0
+            }),
+            Schedule.spaced(acceptQueueCheckMillis)
+          )
+        )
+      }
     } else {
       // The primary accepts once the first workers serve (until then, connections wait in the
       // listen queue, as with a shared socket).
