@@ -179,6 +179,15 @@ export const make = (
       },
       runFork
     )
+    // A primary that exits without stopping its pool (process.exit: the command line's answer to
+    // a second SIGINT/SIGTERM, "stop at once", also during the graceful stop) takes its workers
+    // with it, rather than leave them finishing their requests as orphans for up to
+    // shutdownTimeout. Released after the pool's stop (finalizers run in reverse).
+    const killAll = () => running.killWorkers("SIGKILL")
+    yield* Effect.acquireRelease(
+      Effect.sync(() => process.on("exit", killAll)),
+      () => Effect.sync(() => process.off("exit", killAll))
+    )
     yield* Effect.addFinalizer(() => running.stop)
     yield* running.start()
     let address: NetAddress.SocketAddress

@@ -139,6 +139,35 @@ export const cliSuite = (front: Front, dispatch: "shared" | "primary" = "shared"
     }
 
     it.live(
+      "a second SIGTERM while workers finish slow requests stops at once: exit code 130, no worker left",
+      () =>
+        Effect.scoped(
+          Effect.gen(function* () {
+            const { run, pid, url, workers } = yield* serve(front, ["--workers", "2"])
+            const before = workers()
+            expect(before).toHaveLength(2)
+            const slow = Array.from({ length: 2 }, () => get(`${url}/sleep?ms=5000`))
+            yield* Effect.sleep(500)
+            process.kill(pid, "SIGTERM")
+            yield* Effect.sleep(300)
+            // the graceful stop is under way: a worker waits for its requests (an idle one is gone)
+            expect(before.filter(alive).length).toBeGreaterThan(0)
+            const secondAt = performance.now()
+            process.kill(pid, "SIGTERM")
+            const exit = yield* Effect.promise(() => exitOf(run, 2_000))
+            expect(exit).toEqual({ code: 130, signal: null })
+            const gone = yield* waitUntil(() => before.every((p) => !alive(p)), 1_000)
+            expect(gone).toBe(true)
+            expect(performance.now() - secondAt).toBeLessThan(1_500)
+            // what the workers were doing is cut short
+            const answers = yield* Effect.promise(() => Promise.all(slow))
+            expect(answers.filter(ok)).toEqual([])
+          })
+        ),
+      20_000
+    )
+
+    it.live(
       "SIGHUP under continuous load: every worker replaced, the new code served, no request failed",
       () =>
         Effect.scoped(
