@@ -128,6 +128,23 @@ export const startPool = (options: Partial<Prefork.PreforkOptions>): Effect.Effe
     return { pool, url: `http://127.0.0.1:${address.port}`, port: address.port, pids: record, logs }
   })
 
+/** The most workers a pool has had at once from now on (its snapshot every 20 ms, while the scope lasts). */
+export const mostWorkers = (pool: Prefork.PreforkPool["Service"]): Effect.Effect<() => number, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    let most = 0
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.andThen(
+          Effect.map(pool.snapshot, (s) => {
+            most = Math.max(most, s.workers.length)
+          }),
+          Effect.sleep(20)
+        )
+      )
+    )
+    return () => most
+  })
+
 /**
  * How clients reach a pool: directly over HTTP, or through nginx to a pool speaking SCGI ("the
  * same suite over SCGI with nginx in front").

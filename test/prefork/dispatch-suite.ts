@@ -8,7 +8,7 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { answersByPid, startLoad } from "../helpers/load.ts"
-import { connect, type Front, get, leftovers, startPool } from "../helpers/prefork.ts"
+import { connect, type Front, get, leftovers, mostWorkers, startPool } from "../helpers/prefork.ts"
 import { request } from "../helpers/raw.ts"
 import { waitFor } from "../helpers/wait.ts"
 
@@ -86,17 +86,7 @@ export const dispatchSuite = (front: Front): void => {
               idleWorkerTimeout: 0.5
             })
             const url = yield* front.url(port)
-            let most = 0
-            yield* Effect.forkScoped(
-              Effect.forever(
-                Effect.andThen(
-                  Effect.map(pool.snapshot, (s) => {
-                    most = Math.max(most, s.workers.length)
-                  }),
-                  Effect.sleep(20)
-                )
-              )
-            )
+            const most = yield* mostWorkers(pool)
             const answers = yield* Effect.promise(() =>
               Promise.all([get(`${url}/sleep?ms=2000`), get(`${url}/sleep?ms=2000`), get(`${url}/sleep?ms=2000`)])
             )
@@ -107,7 +97,7 @@ export const dispatchSuite = (front: Front): void => {
               5_000
             )
             expect(shrunk).toBe(true)
-            expect(most).toBe(3)
+            expect(most()).toBe(3)
           })
         ),
       30_000
