@@ -146,7 +146,24 @@ export class UpgradeUnavailable extends Schema.TaggedError<UpgradeUnavailable>()
 export class WorkerError extends Schema.TaggedError<WorkerError>()("WorkerError", {
   /** What failed: a worker ("worker 3 (pid 1234)") or a manager's name. */
   name: Schema.String,
-  reason: Schema.Literals(["SpawnFailed", "BootFailed", "ExitedEarly", "NotReady", "Unhealthy", "AddressInUse"]),
+  reason: Schema.Literals([
+    "SpawnFailed",
+    "BootFailed",
+    "ExitedEarly",
+    "NotReady",
+    "Unhealthy",
+    "AddressInUse",
+    /** A manager's restart policy gave up on a process that kept exiting. */
+    "RestartLimit",
+    /** A manager was asked about its process before starting one. */
+    "NotStarted",
+    /** A configuration the managed program refused (`nginx -t`, or nginx applying a reload). */
+    "InvalidConfig",
+    /** Whether an address is free could not be told: its connect failed otherwise than refused. */
+    "AddressCheckFailed",
+    /** A stopped process whose exit was never seen: its status is unknown. */
+    "ExitUnknown"
+  ]),
   /** What happened, for people. */
   detail: Schema.String,
   /** The last lines it wrote to stderr, "" when none. */

@@ -38,6 +38,54 @@ export { rawHeaders, tlsInfo } from "./gateway/rawHeaders.ts"
 export * as Http1Server from "./http/Http1Server.ts"
 export { HttpProtocolError } from "./http/HttpProtocolError.ts"
 export type { TlsInfo } from "./listen/Tls.ts"
+export { addressFreeCheck, addressInUse, endpointFreeCheck } from "./manager/Address.ts"
+/**
+ * This project's own server as a managed subprocess (`effect-appserver serve`), HTTP or SCGI,
+ * with or without workers.
+ *
+ * @since 0.1.0
+ */
+export * as AppServerManager from "./manager/AppServerManager.ts"
+export type { Endpoint } from "./manager/Endpoint.ts"
+/**
+ * The manager interface (`Manager.Manager`: start, stop, wait, health, readyWait) and managers
+ * as scoped Layers (`Manager.layer`, `Manager.layerAs`).
+ *
+ * @since 0.1.0
+ */
+export * as Manager from "./manager/Manager.ts"
+/**
+ * A typed nginx configuration: listen address, file, redirect, HTTP proxy and SCGI mappings.
+ *
+ * @since 0.1.0
+ */
+export * as NginxConfig from "./manager/NginxConfig.ts"
+/**
+ * nginx as a managed process: config written and validated, started, health by `stub_status`,
+ * `reload` on a changed configuration.
+ *
+ * @since 0.1.0
+ */
+export * as NginxManager from "./manager/NginxManager.ts"
+/**
+ * Health probes for managers: TCP, unix, HTTP, SCGI, log lines, any Effect; `all` / `any`.
+ *
+ * @since 0.1.0
+ */
+export * as Probe from "./manager/Probe.ts"
+/**
+ * A manager for any command (`ProcessManager.make(options)`), with a probe, a stop signal and
+ * grace period, and an optional restart Schedule.
+ *
+ * @since 0.1.0
+ */
+export * as ProcessManager from "./manager/ProcessManager.ts"
+/**
+ * Readiness waiting: `ReadyWait.defaultSchedule`, `ExitStatus`.
+ *
+ * @since 0.1.0
+ */
+export * as ReadyWait from "./manager/ReadyWait.ts"
 /**
  * The prefork pool: worker processes serving a module with either server (`Prefork.launch`,
  * `Prefork.layer`).

@@ -23,6 +23,7 @@ const floors: Readonly<Record<string, number>> = {
   http: 4,
   scgi: 4,
   prefork: 5,
+  manager: 5,
   cli: 9,
   "index.ts": 9
 }
@@ -32,9 +33,13 @@ const siblings: ReadonlyArray<readonly [string, string]> = [["http", "scgi"]]
 
 /**
  * Folders a folder must not import although its floor allows: the prefork primary loads no app
- * code, so it imports neither server nor the gateway (its workers do, from cli/).
+ * code, so it imports neither server nor the gateway (its workers do, from cli/). Managers run
+ * other processes and speak to them over sockets only: no server code, and no prefork either.
  */
-const forbidden: Readonly<Record<string, ReadonlyArray<string>>> = { prefork: ["http", "scgi", "gateway", "conn"] }
+const forbidden: Readonly<Record<string, ReadonlyArray<string>>> = {
+  prefork: ["http", "scgi", "gateway", "conn"],
+  manager: ["prefork", "http", "scgi", "gateway", "conn"]
+}
 
 const unitOf = (file: string): string => Path.relative(src, file).split(Path.sep)[0]
 
@@ -96,7 +101,7 @@ describe("the floors of src/ (DESIGN.md)", () => {
     expect(crossing).toEqual([])
   })
 
-  it("keeps the prefork primary free of app code: it imports no server, gateway or driver", () => {
+  it("keeps the prefork primary and the managers free of app code: no server, gateway or driver", () => {
     const crossing = edges
       .filter((e) => (forbidden[e.from] ?? []).includes(e.to))
       .map((e) => `${e.file} imports ${e.to}/`)

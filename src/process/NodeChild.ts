@@ -11,25 +11,25 @@ import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
 import { Deferred, Effect } from "effect"
 import { WorkerError } from "../errors.ts"
+import { describeExitStatus, type ExitStatus } from "./Exit.ts"
 
 /**
- * How a child process ended.
+ * How a child process ended (`ExitStatus`, with Node's signal names).
  *
  * @since 0.1.0
  * @category models
  */
-export interface ChildExit {
-  readonly code: number | null
+export interface ChildExit extends ExitStatus {
   readonly signal: NodeJS.Signals | null
 }
 
 /**
- * Describes an exit for logs: "exit code 3", "signal SIGKILL".
+ * Describes an exit for logs: "exit code 3", "signal SIGKILL" (`describeExitStatus`).
  *
  * @since 0.1.0
+ * @category formatting
  */
-export const describeExit = (exit: ChildExit): string =>
-  exit.signal !== null ? `signal ${exit.signal}` : `exit code ${exit.code ?? "?"}`
+export const describeExit: (exit: ChildExit) => string = describeExitStatus
 
 /** How much of a child's stderr is kept for error reports. */
 const tailBytes = 8 * 1024

@@ -16,6 +16,8 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { Effect } from "effect"
 import type * as Scope from "effect/Scope"
+import { scgiParams as upstreamScgiParams } from "../../src/manager/NginxConfig.ts"
+import { findNginx } from "../../src/manager/NginxManager.ts"
 
 /** Where nginx sends the requests. */
 export type Upstream =
@@ -67,25 +69,24 @@ export interface Nginx {
   readonly stop: (graceMs?: number) => Promise<void>
 }
 
-const CANDIDATES = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx", "/usr/bin/nginx"]
-
 let binaryCache: string | null | undefined
 
 /**
- * The nginx binary: NGINX_BIN when set (only it), else PATH, then the usual sbin directories;
- * undefined if none runs. (NGINX_BIN=/nonexistent shows what happens without nginx.)
+ * The nginx binary: NGINX_BIN when set (only it), else what NginxManager finds (PATH, then the
+ * usual sbin directories); undefined if it does not run. (NGINX_BIN=/nonexistent shows what
+ * happens without nginx.) Tests of NginxManager pass it as its `nginx` option.
  */
 export const nginxBinary = (): string | undefined => {
   if (binaryCache !== undefined) return binaryCache ?? undefined
   const fromEnv = process.env.NGINX_BIN
-  const fromPath = (process.env.PATH ?? "")
-    .split(Path.delimiter)
-    .filter((dir) => dir !== "")
-    .map((dir) => Path.join(dir, "nginx"))
-  const searched = fromEnv !== undefined && fromEnv !== "" ? [fromEnv] : [...fromPath, ...CANDIDATES]
-  const candidates = searched.filter((file) => existsSync(file))
+  const candidate = fromEnv !== undefined && fromEnv !== "" ? fromEnv : findNginx()
   // `nginx -v` prints the version on stderr and exits 0.
-  const found = candidates.find((file) => spawnSync(file, ["-v"], { stdio: "ignore", timeout: 5000 }).status === 0)
+  const found =
+    candidate !== undefined &&
+    existsSync(candidate) &&
+    spawnSync(candidate, ["-v"], { stdio: "ignore", timeout: 5000 }).status === 0
+      ? candidate
+      : undefined
   binaryCache = found ?? null
   return found
 }
@@ -121,23 +122,6 @@ export const nginxGate = (): { readonly available: boolean; readonly skip: boole
   return { available, skip: !available && !ci, mustCheck: ci }
 }
 
-/** What upstream nginx's own `scgi_params` sets, for systems without /etc/nginx/scgi_params. */
-const DEFAULT_SCGI_PARAMS = `scgi_param  REQUEST_METHOD     $request_method;
-scgi_param  REQUEST_URI        $request_uri;
-scgi_param  QUERY_STRING       $query_string;
-scgi_param  CONTENT_TYPE       $content_type;
-scgi_param  DOCUMENT_URI       $document_uri;
-scgi_param  DOCUMENT_ROOT      $document_root;
-scgi_param  SCGI               1;
-scgi_param  SERVER_PROTOCOL    $server_protocol;
-scgi_param  REQUEST_SCHEME     $scheme;
-scgi_param  HTTPS              $https if_not_empty;
-scgi_param  REMOTE_ADDR        $remote_addr;
-scgi_param  REMOTE_PORT        $remote_port;
-scgi_param  SERVER_PORT        $server_port;
-scgi_param  SERVER_NAME        $server_name;
-`
-
 /** The system's scgi_params next to the binary's configuration, or the upstream default. */
 const scgiParams = async (): Promise<string> => {
   for (const file of [
@@ -147,7 +131,7 @@ const scgiParams = async (): Promise<string> => {
   ]) {
     if (existsSync(file)) return readFile(file, "utf8")
   }
-  return DEFAULT_SCGI_PARAMS
+  return upstreamScgiParams
 }
 
 const indent = (text: string, spaces: number): string =>
