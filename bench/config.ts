@@ -25,6 +25,13 @@ export interface Config {
   readonly websocket: boolean
   /** Messages each WebSocket connection keeps in flight. */
   readonly wsInflight: number
+  /** The prefork scenario (bench/prefork.ts): 1 and 2 workers vs a single process. */
+  readonly prefork: boolean
+  /** Only the prefork scenario was asked for: a missing wrk is then an error, not a skip. */
+  readonly preforkOnly: boolean
+  /** Its measured rounds and seconds per run (fewer and shorter than the main scenario's). */
+  readonly preforkRounds: number
+  readonly preforkDuration: number
   readonly memoryConnections: number
   readonly out: string
   readonly startTimeoutMs: number
@@ -50,6 +57,12 @@ export const USAGE = `Usage: npm run bench -- [options]    (or: node bench/run.t
   --websocket-only     WebSocket scenario only: 64-byte echoes on 50 connections, appserver and
                        NodeHttpServer
   --ws-inflight N      messages in flight per WebSocket connection (BENCH_WS_INFLIGHT, default 1)
+  --skip-prefork       no prefork scenario
+  --prefork-only       prefork scenario only: 1 and 2 workers (both dispatch modes) vs a single
+                       process, keep-alive, a connection per request and nginx → SCGI, then reloads
+                       and recycling under load (about 5 minutes)
+  --prefork-rounds N   its measured rounds                   (BENCH_PREFORK_ROUNDS, default 3)
+  --prefork-duration S its seconds per run                   (BENCH_PREFORK_DURATION, default 4)
   --baseline REV       also run effect-appserver at git revision REV (checked out into a temporary
                        folder) in every phase, and compare it with this checkout (BENCH_BASELINE)
   --out PATH           Markdown report                       (BENCH_OUT, default bench/results.md)
@@ -113,6 +126,10 @@ export const parseConfig = (argv: ReadonlyArray<string>, defaultOut: string): Co
       "skip-websocket": { type: "boolean" },
       "websocket-only": { type: "boolean" },
       "ws-inflight": { type: "string" },
+      "skip-prefork": { type: "boolean" },
+      "prefork-only": { type: "boolean" },
+      "prefork-rounds": { type: "string" },
+      "prefork-duration": { type: "string" },
       baseline: { type: "string" },
       out: { type: "string" },
       "start-timeout": { type: "string" }
@@ -120,7 +137,9 @@ export const parseConfig = (argv: ReadonlyArray<string>, defaultOut: string): Co
   })
   if (values.help === true) return undefined
   const quick = values.quick === true
-  const only = (["memory-only", "nginx-only", "websocket-only"] as const).filter((flag) => values[flag] === true)
+  const only = (["memory-only", "nginx-only", "websocket-only", "prefork-only"] as const).filter(
+    (flag) => values[flag] === true
+  )
   if (only.length > 1) throw new Error(`--${only[0]} and --${only[1]} exclude each other`)
   if (values["skip-memory"] === true && values["memory-only"] === true) {
     throw new Error("--skip-memory and --memory-only exclude each other")
@@ -130,6 +149,9 @@ export const parseConfig = (argv: ReadonlyArray<string>, defaultOut: string): Co
   }
   if (values["skip-websocket"] === true && values["websocket-only"] === true) {
     throw new Error("--skip-websocket and --websocket-only exclude each other")
+  }
+  if (values["skip-prefork"] === true && values["prefork-only"] === true) {
+    throw new Error("--skip-prefork and --prefork-only exclude each other")
   }
   const nginxOnly = values["nginx-only"] === true
   const otherOnly = only.length > 0
@@ -152,6 +174,10 @@ export const parseConfig = (argv: ReadonlyArray<string>, defaultOut: string): Co
     nginxOnly,
     websocket: values["skip-websocket"] !== true && (!otherOnly || values["websocket-only"] === true),
     wsInflight: intOption("ws-inflight", values["ws-inflight"], "BENCH_WS_INFLIGHT", 1),
+    prefork: values["skip-prefork"] !== true && (!otherOnly || values["prefork-only"] === true),
+    preforkOnly: values["prefork-only"] === true,
+    preforkRounds: intOption("prefork-rounds", values["prefork-rounds"], "BENCH_PREFORK_ROUNDS", quick ? 1 : 3),
+    preforkDuration: intOption("prefork-duration", values["prefork-duration"], "BENCH_PREFORK_DURATION", quick ? 2 : 4),
     memoryConnections: intOption("mem-conns", values["mem-conns"], "BENCH_MEM_CONNS", 10_000),
     out: values.out ?? process.env.BENCH_OUT ?? defaultOut,
     startTimeoutMs: intOption("start-timeout", values["start-timeout"], "BENCH_START_TIMEOUT", 20_000),

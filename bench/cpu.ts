@@ -2,7 +2,7 @@
  * CPU time of processes from /proc (Linux): the CPU a server and nginx spend per request tells
  * where the time goes when wrk, nginx and the server share the machine's cores.
  */
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 
 /** USER_HZ: the unit of utime and stime in /proc/PID/stat, 100 on Linux. */
 const TICKS_PER_SECOND = 100
@@ -25,3 +25,35 @@ export const childPids = (pid: number): Array<number> =>
     .split(/\s+/)
     .filter((word) => word !== "")
     .map(Number)
+
+/** The children of every thread of a process (a child belongs to the thread that forked it). */
+export const allChildPids = (pid: number): Array<number> =>
+  readdirSync(`/proc/${pid}/task`)
+    .flatMap((task) => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim().split(/\s+/)
+      } catch {
+        return [] // the thread ended meanwhile
+      }
+    })
+    .filter((word) => word !== "")
+    .map(Number)
+    .sort((a, b) => a - b)
+
+/**
+ * CPU seconds of a live process to the nanosecond: the sum over its threads of the scheduler's
+ * run time (/proc/PID/task/TID/schedstat). utime and stime count 10 ms ticks, too coarse for a
+ * process that spends a few ms over a run (a prefork primary); `cpuSeconds` without schedstat.
+ */
+export const preciseCpuSeconds = (pid: number): number => {
+  if (!existsSync(`/proc/${pid}/schedstat`)) return cpuSeconds(pid)
+  let ns = 0
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, "utf8").split(" ")[0])
+    } catch {
+      // the thread ended meanwhile: its time is lost (Node's threads live as long as the process)
+    }
+  }
+  return ns / 1e9
+}

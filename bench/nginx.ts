@@ -303,39 +303,52 @@ const killLiveOnExit = (): void => {
   })
 }
 
+/**
+ * nginx in front of `upstream` as every path of the scenario has it (also the prefork scenario's,
+ * bench/prefork.ts): killed when the harness exits, its directory removed then too.
+ */
+export const startFrontNginx = async (upstream: Upstream): Promise<Nginx> => {
+  killLiveOnExit()
+  const nginx = await startNginx({
+    upstream,
+    // as in production: a master and one worker, the same for every path
+    masterProcess: true,
+    workerProcesses: 1,
+    workerConnections: 4096,
+    accessLog: false,
+    // clients (wrk) keep their connections for the whole run
+    serverDirectives: "keepalive_requests 1000000;",
+    onSpawn: track
+  })
+  live.add(nginx)
+  removeOnExit(nginx.dir)
+  return nginx
+}
+
+/** Stops nginx from `startFrontNginx` and removes its directory. */
+export const stopFrontNginx = async (nginx: Nginx): Promise<void> => {
+  await nginx.stop()
+  live.delete(nginx)
+}
+
 const startPath = async (path: NginxPath, socketDir: string, config: Config): Promise<RunningPath> => {
   progress(`starting ${path.label}`)
   const backend = await path.start(socketDir, config.startTimeoutMs)
   let nginx: Nginx | undefined
   try {
-    nginx = await startNginx({
-      upstream: backend.upstream,
-      // as in production: a master and one worker, the same for every path
-      masterProcess: true,
-      workerProcesses: 1,
-      workerConnections: 4096,
-      accessLog: false,
-      // clients (wrk) keep their connections for the whole run
-      serverDirectives: "keepalive_requests 1000000;",
-      onSpawn: track
-    })
-    live.add(nginx)
+    nginx = await startFrontNginx(backend.upstream)
     await verifyContract({ url: nginx.url, spec: { label: path.label } })
     progress(`  ${path.label}: nginx at ${nginx.url} (pid ${nginx.pid}) → ${backend.process.address}`)
     return { path, backend, nginx }
   } catch (error) {
-    if (nginx !== undefined) {
-      live.delete(nginx)
-      await nginx.stop()
-    }
+    if (nginx !== undefined) await stopFrontNginx(nginx)
     await terminate(backend.process.child)
     throw error
   }
 }
 
 const stopPath = async (running: RunningPath): Promise<void> => {
-  await running.nginx.stop()
-  live.delete(running.nginx)
+  await stopFrontNginx(running.nginx)
   await terminate(running.backend.process.child)
 }
 

@@ -4,7 +4,8 @@
  * Starts effect-appserver, Effect's NodeHttpServer and a bare node:http server on the same echo
  * app, drives each with wrk in interleaved rounds, then the WebSocket echo of both Effect servers
  * (bench/websocket.ts, with bench/wsload.ts), the same HTTP load through nginx (bench/nginx.ts:
- * SCGI and HTTP proxy paths), measures idle-connection memory, and prints a Markdown report (also
+ * SCGI and HTTP proxy paths), effect-appserver's prefork pool against a single process
+ * (bench/prefork.ts), measures idle-connection memory, and prints a Markdown report (also
  * written to bench/results.md). Progress goes to stderr. With --baseline REV, effect-appserver at
  * that revision (bench/baseline.ts) runs in every phase next to this checkout's, and the report
  * compares the two (bench/compare.ts).
@@ -19,6 +20,8 @@ import { chooseLoadTool } from "./loadTool.ts"
 import { progress } from "./log.ts"
 import { type NginxOutcome, nginxPhase, renderNginxSection } from "./nginx.ts"
 import { memoryPhase, memoryPreflight, throughputPhase } from "./phases.ts"
+import { type PreforkOutcome, preforkPhase } from "./prefork.ts"
+import { renderPreforkSection } from "./preforkReport.ts"
 import { beginShutdown, killAllSync, removeTempDirsSync, terminateAll } from "./proc.ts"
 import { renderReport } from "./report.ts"
 import { SCENARIOS } from "./scenarios.ts"
@@ -48,14 +51,29 @@ const installCleanup = (): void => {
 const startedAt = new Date()
 const loadAtStart = Os.loadavg()[0]
 
+const quickMark = (config: Config): string => (config.quick ? " (--quick smoke run: not representative)" : "")
+
+/** Whether any scenario other than the prefork one runs (they share the rounds and servers lines). */
+const othersRun = (config: Config): boolean => config.throughput || config.websocket || config.nginx || config.memory
+
 const header = (config: Config, toolVersion: string, baseline: Baseline | undefined): Array<string> => [
   `date: ${startedAt.toISOString()}`,
   `node: ${process.version} (harness and servers), ${Os.cpus().length} CPUs (${Os.cpus()[0]?.model ?? "unknown"})`,
   `1-minute load average: ${loadAtStart.toFixed(2)} at start, ${Os.loadavg()[0].toFixed(2)} at end (wrk and one busy server account for about 2)`,
   `load generator: ${toolVersion}`,
   ...(config.websocket ? [wsLoadLine(config)] : []),
-  `rounds: ${config.rounds}, duration: ${config.duration} s per run, warmup: ${config.warmup} s per scenario and server${config.quick ? " (--quick smoke run: not representative)" : ""}`,
-  `servers: ${config.servers.map((s) => s.label).join(", ")}; run order rotated each round`,
+  ...(othersRun(config)
+    ? [
+        `rounds: ${config.rounds}, duration: ${config.duration} s per run, warmup: ${config.warmup} s per scenario and server${quickMark(config)}`,
+        `servers: ${config.servers.map((s) => s.label).join(", ")}; run order rotated each round`
+      ]
+    : []),
+  ...(config.prefork
+    ? [
+        `prefork scenario: ${config.preforkRounds} round(s) x ${config.preforkDuration} s per run, ` +
+          `${Math.min(config.warmup, 1)} s warmup, effect-appserver (this checkout) only${quickMark(config)}`
+      ]
+    : []),
   ...(baseline === undefined
     ? []
     : [
@@ -102,6 +120,11 @@ const main = async (): Promise<number> => {
     if (config.nginxOnly) throw new Error(`--nginx-only: ${nginx.reason}`)
     progress(`nginx scenario skipped: ${nginx.reason}`)
   }
+  const prefork: PreforkOutcome | undefined = config.prefork ? await preforkPhase(config, tool) : undefined
+  if (prefork?._tag === "Skipped") {
+    if (config.preforkOnly) throw new Error(`--prefork-only: ${prefork.reason}`)
+    progress(`prefork scenario skipped: ${prefork.reason}`)
+  }
   const memory = config.memory ? await memoryPhase(config) : []
   const comparison =
     baseline === undefined
@@ -127,6 +150,7 @@ const main = async (): Promise<number> => {
     sections: [
       ...(websocket === undefined ? [] : [renderWebSocketSection(websocket)]),
       ...(nginx === undefined ? [] : [renderNginxSection(nginx)]),
+      ...(prefork === undefined ? [] : [renderPreforkSection(prefork)]),
       ...comparison
     ],
     notes: [...(tool.note === undefined ? [] : [tool.note]), ...NOTES, ...warnings]

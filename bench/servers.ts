@@ -151,16 +151,22 @@ export interface StartedProcess {
 
 /**
  * Runs `node ...args` from `cwd` (the repository root unless given) and waits for its
- * `listening on` line; the process is killed again if that fails.
+ * `listening on` line; the process is killed again if that fails. With `ownGroup`, the process
+ * leads a process group of its own (a prefork pool: its workers are in the group) and `ownGroup`
+ * is called with it at once, so the caller can kill the whole group however the run ends.
  */
 export const startProcess = async (
   label: string,
   args: ReadonlyArray<string>,
   timeoutMs: number,
-  cwd = REPO_ROOT
+  cwd = REPO_ROOT,
+  ownGroup?: (child: ChildProcess) => void
 ): Promise<StartedProcess> => {
   // process.execPath: the Node 24 that runs the harness, which can run the .ts entry points.
-  const child = track(spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] }))
+  const child = track(
+    spawn(process.execPath, args, { cwd, detached: ownGroup !== undefined, stdio: ["ignore", "pipe", "pipe"] })
+  )
+  ownGroup?.(child)
   const tail = lineTail(30)
   createInterface({ input: child.stderr! }).on("line", tail.push)
   try {
