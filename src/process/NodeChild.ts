@@ -42,7 +42,7 @@ const tailBytes = 8 * 1024
  */
 export interface NodeChild {
   readonly pid: number
-  /** Sends a message (and optionally a socket) over IPC; false once the channel is closed. */
+  /** Sends a message over IPC, in order after those before it; false once the channel is closed. */
   send(message: unknown): boolean
   /**
    * Sends a message with a connection, which leaves this process (closed here once the child
@@ -185,7 +185,15 @@ export const forkNode = (options: {
       resume(
         Effect.succeed({
           pid,
-          send: (message) => child.connected && child.send(message as ChildProcess.Serializable),
+          send: (message) => {
+            if (!child.connected) return false
+            // Node's own answer is false while messages wait behind a handle not yet acknowledged
+            // (they go out in order): that is not a failure. Taken for one, a Stop queued behind
+            // handed-over connections became a SIGTERM that overtook them, and the connection on
+            // its way was reset.
+            child.send(message as ChildProcess.Serializable)
+            return true
+          },
           sendSocket: (message, socket, lost) => {
             if (!child.connected) return false
             child.send(message as ChildProcess.Serializable, socket, { keepOpen: false }, (error) => {

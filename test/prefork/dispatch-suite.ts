@@ -131,6 +131,40 @@ export const dispatchSuite = (front: Front): void => {
       20_000
     )
 
+    // Connections handed over faster than a worker acknowledges them queue in Node's channel,
+    // and a Stop queued behind them must not overtake them (it was sent as a SIGTERM, and the
+    // connection on its way was reset).
+    it.live(
+      "reloads twice under connection-per-request load: every worker replaced, no request failed",
+      () =>
+        Effect.scoped(
+          Effect.gen(function* () {
+            const { pool, port, pids } = yield* startPool({ protocol, workers: 2, dispatch: "primary" })
+            const url = yield* front.url(port)
+            const before = yield* pids
+            const load = startLoad(url, { clients: 30, connectionPerRequest: true })
+            for (let round = 0; round < 2; round++) {
+              yield* Effect.sleep(700)
+              yield* pool.reload
+              const replaced = yield* waitFor(
+                Effect.map(
+                  pool.snapshot,
+                  (s) => s.workers.length === 2 && s.workers.every((w) => w.state === "idle" || w.state === "busy")
+                ),
+                10_000
+              )
+              expect(replaced).toBe(true)
+            }
+            yield* Effect.sleep(300)
+            const report = yield* Effect.promise(() => load.stop())
+            expect(report.failures).toEqual([])
+            expect(report.answers.length).toBeGreaterThan(100)
+            expect((yield* pids).filter((pid) => before.includes(pid))).toEqual([])
+          })
+        ),
+      30_000
+    )
+
     if (protocol === "http") {
       it.live(
         "the queue holds at most backlog connections: one more is refused at once",
