@@ -9,30 +9,13 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Latch, Scope } from "effect"
 import { addressFreeCheck, addressInUse } from "../../src/manager/Address.ts"
 import * as Probe from "../../src/manager/Probe.ts"
-import { freePort, removeTempDirs, socketPath, tempDir } from "./support.ts"
+import { backend, freePort, portOf, removeTempDirs, socketPath, tempDir } from "./support.ts"
 
 afterAll(removeTempDirs)
 
 /** A server on 127.0.0.1 (port 0) or a unix path answering each connection with `answer`, closed with the scope. */
 const listen = (where: { readonly port: number } | { readonly path: string }, answer?: string) =>
-  Effect.acquireRelease(
-    Effect.callback<Net.Server>((resume) => {
-      const server = Net.createServer((socket) => {
-        socket.on("error", () => socket.destroy())
-        if (answer !== undefined) socket.once("data", () => socket.end(answer))
-        else socket.end()
-      })
-      const ready = () => resume(Effect.succeed(server))
-      if ("path" in where) server.listen(where.path, ready)
-      else server.listen(where.port, "127.0.0.1", ready)
-    }),
-    (server) => Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
-  )
-
-const portOf = (server: Net.Server): number => {
-  const address = server.address()
-  return typeof address === "object" && address !== null ? address.port : 0
-}
+  backend(where, answer === undefined ? undefined : () => answer)
 
 /** Prepares a probe with no process output and runs its check once. */
 const runProbe = (probe: Probe.Probe) =>

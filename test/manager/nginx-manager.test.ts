@@ -21,10 +21,12 @@ import * as NginxManager from "../../src/manager/NginxManager.ts"
 import { nginxBinary, nginxGate } from "../helpers/nginx.ts"
 import {
   alive,
+  backend,
   freePort,
   groupPids,
   killLeftovers,
   makeToken,
+  portOf,
   removeTempDirs,
   root,
   socketPath,
@@ -87,27 +89,6 @@ const get = (port: number, path: string): Promise<string> =>
     socket.on("end", () => resolve(received))
     socket.on("error", reject)
   })
-
-/** A backend answering each connection with `answer(request)`, closed with the scope. */
-const backend = (where: { readonly port: number } | { readonly path: string }, answer: (request: string) => string) =>
-  Effect.acquireRelease(
-    Effect.callback<Net.Server>((resume) => {
-      const server = Net.createServer((socket) => {
-        socket.setEncoding("latin1")
-        socket.on("error", () => socket.destroy())
-        socket.once("data", (request: string) => socket.end(answer(request)))
-      })
-      const ready = () => resume(Effect.succeed(server))
-      if ("path" in where) server.listen(where.path, ready)
-      else server.listen(where.port, "127.0.0.1", ready)
-    }),
-    (server) => Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
-  )
-
-const portOf = (server: Net.Server): number => {
-  const address = server.address()
-  return typeof address === "object" && address !== null ? address.port : 0
-}
 
 describe("NginxConfig.render", () => {
   it("renders mappings, upstreams, the status location and the paths under the prefix", () => {

@@ -7,7 +7,9 @@
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
+import { Effect, type Scope } from "effect"
 import type { ProcessManagerOptions } from "../../src/manager/ProcessManager.ts"
+import { alive } from "../helpers/prefork.ts"
 
 export const root = Path.resolve(import.meta.dirname, "../..")
 export const fixturePath = Path.join(root, "test/fixtures/managed.ts")
@@ -32,15 +34,35 @@ export const fixture = (
 /** The environment entry that marks a process as this run's (for commands other than the fixture). */
 export const tokenEnv = (token: string): Record<string, string> => ({ [tokenVariable]: token })
 
-/** Whether a pid is alive and not a zombie (PID 1 here reaps orphans late). */
-export const alive = (pid: number): boolean => {
-  try {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    // The state follows the command name in parentheses, which may itself contain spaces.
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z"
-  } catch {
-    return false
-  }
+export { alive }
+
+/**
+ * A backend on 127.0.0.1 (port 0) or a unix path answering each connection's first data with
+ * `answer(request)` (or closing it at once without `answer`), closed with the scope.
+ */
+export const backend = (
+  where: { readonly port: number } | { readonly path: string },
+  answer?: (request: string) => string
+): Effect.Effect<Net.Server, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.callback<Net.Server>((resume) => {
+      const server = Net.createServer((socket) => {
+        socket.setEncoding("latin1")
+        socket.on("error", () => socket.destroy())
+        if (answer === undefined) socket.end()
+        else socket.once("data", (request: string) => socket.end(answer(request)))
+      })
+      const ready = () => resume(Effect.succeed(server))
+      if ("path" in where) server.listen(where.path, ready)
+      else server.listen(where.port, "127.0.0.1", ready)
+    }),
+    (server) => Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
+  )
+
+/** The port a TCP server got. */
+export const portOf = (server: Net.Server): number => {
+  const address = server.address()
+  return typeof address === "object" && address !== null ? address.port : 0
 }
 
 /** Live processes carrying `token` in their environment. */
