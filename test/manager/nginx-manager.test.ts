@@ -1,7 +1,8 @@
 /**
  * NginxConfig rendering, and NginxManager with a real nginx (Debian's, as in the SCGI tests): a
  * file mapping with listings, a redirect, an HTTP proxy with X-Forwarded-* headers, SCGI to two
- * backends (TCP and unix) and to the project's own SCGI server, reload with a changed
+ * backends (TCP and unix) and to the project's own SCGI server, an HTTP proxy to the project's own
+ * HTTP server, reload with a changed
  * configuration, refusal of an invalid one and of one nginx cannot apply; nginx's process
  * group gone after stop; a stack stopped in reverse. nginx rewrites its environment with its
  * process title, so the token cannot mark it: each nginx runs in a work directory named with the
@@ -265,6 +266,61 @@ describe.skipIf(gate.skip)("NginxManager", () => {
         expect(yield* nginx.pid).toBe(pid)
       }).pipe(Effect.scoped, Effect.provide(NodeServices.layer)),
     20_000
+  )
+
+  it.live(
+    "proxies HTTP to the project's own HTTP server: the app sees the X-Forwarded-* headers and the client's Host",
+    () =>
+      Effect.gen(function* () {
+        const appPort = yield* Effect.promise(freePort)
+        const port = yield* Effect.promise(freePort)
+        const app = AppServerManager.layer({
+          module: "examples/echo.ts",
+          protocol: "http",
+          port: appPort,
+          cwd: root,
+          env: tokenEnv(token),
+          stopGrace: "5 seconds"
+        })
+        const front = NginxManager.layer({
+          config: {
+            listen: { host: "127.0.0.1", port },
+            mappings: [NginxConfig.proxy("/", [{ host: "127.0.0.1", port: appPort }])]
+          },
+          nginx: binary,
+          workDir: workDir()
+        })
+        const [hello, inspect] = yield* Effect.gen(function* () {
+          const nginx = yield* NginxManager.NginxManager
+          groups.push((yield* nginx.pid) ?? 0)
+          return [
+            yield* Effect.promise(() => get(port, "/")),
+            yield* Effect.promise(() => get(port, "/inspect?x=1"))
+          ] as const
+        }).pipe(Effect.provide(front.pipe(Layer.provideMerge(app), Layer.provide(NodeServices.layer))))
+        expect(hello).toMatch(/^HTTP\/1\.1 200/)
+        expect(hello).toContain("Hello, World!")
+        expect(inspect).toMatch(/^HTTP\/1\.1 200/)
+        const seen = JSON.parse(inspect.slice(inspect.indexOf("\r\n\r\n") + 4)) as {
+          readonly method: string
+          readonly url: string
+          readonly headers: ReadonlyArray<readonly [string, string]>
+        }
+        expect(seen.method).toBe("GET")
+        expect(seen.url).toBe("/inspect?x=1")
+        const headers = Object.fromEntries(seen.headers.map(([name, value]) => [name.toLowerCase(), value]))
+        expect(headers).toMatchObject({
+          // the Host the client sent, not the upstream's address
+          host: "localhost",
+          "x-forwarded-for": "127.0.0.1",
+          "x-forwarded-proto": "http",
+          "x-real-ip": "127.0.0.1"
+        })
+        // upstream keep-alive: nginx speaks HTTP/1.1 without "Connection: close" to the app
+        expect(headers.connection).toBeUndefined()
+        expect(tokenPids(token)).toEqual([])
+      }),
+    40_000
   )
 
   it.live(
