@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import * as Net from "node:net"
 import * as Path from "node:path"
 import { describeEndpoint, type Endpoint } from "./Endpoint.ts"
 
@@ -228,7 +229,10 @@ const renderMapping = (
           // Keep-alive to the upstreams needs HTTP/1.1 and no "Connection: close" from nginx.
           "  proxy_http_version 1.1;",
           '  proxy_set_header Connection "";',
-          "  proxy_set_header Host $http_host;",
+          // $host, not $http_host: a request without Host (HTTP/1.0) would go upstream as HTTP/1.1
+          // without one, which RFC 9112 §3.2 forbids (Node upstreams answer 400); $host falls back
+          // to the server name.
+          "  proxy_set_header Host $host;",
           "  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
           "  proxy_set_header X-Forwarded-Proto $scheme;",
           "  proxy_set_header X-Forwarded-Host $host;",
@@ -318,6 +322,8 @@ export const render = (config: NginxConfig, prefix: string, options: RenderOptio
     "      stub_status;",
     "      allow 127.0.0.1;",
     "      allow ::1;",
+    // Listening on one of this machine's other addresses, the health check connects from it.
+    ...(ownAddress(config.listen.host) ? [`      allow ${config.listen.host};`] : []),
     "      deny all;",
     "      access_log off;",
     // Which configuration answers, so a reload can wait until the new one does.
@@ -329,3 +335,7 @@ export const render = (config: NginxConfig, prefix: string, options: RenderOptio
     ""
   ].join("\n")
 }
+
+/** A specific address of this machine that is neither loopback (allowed anyway) nor a wildcard. */
+const ownAddress = (host: string): boolean =>
+  Net.isIP(host) !== 0 && !["0.0.0.0", "::", "127.0.0.1", "::1"].includes(host)

@@ -80,10 +80,12 @@ afterAll(() => {
  * half-closing: nginx takes a half-close as the client going away (499) before a proxied answer.
  */
 const get = (port: number, path: string): Promise<string> =>
+  send(port, `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`)
+
+/** Sends `request` as it is and gives back all the answer. */
+const send = (port: number, request: string): Promise<string> =>
   new Promise((resolve, reject) => {
-    const socket = Net.connect(port, "127.0.0.1", () =>
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`)
-    )
+    const socket = Net.connect(port, "127.0.0.1", () => socket.write(request))
     let received = ""
     socket.setEncoding("utf8")
     socket.on("data", (chunk: string) => (received += chunk))
@@ -126,6 +128,11 @@ describe("NginxConfig.render", () => {
       "location = /nginx_status {\n      stub_status;\n      allow 127.0.0.1;\n      allow ::1;\n      deny all;"
     )
     expect(text).toContain("add_header X-Nginx-Generation 3 always;")
+    expect(text).toContain("proxy_set_header Host $host;")
+    // listening on another address of this machine, the health check comes from that address
+    const lan = NginxConfig.render({ listen: { host: "192.0.2.2", port: 80 }, mappings: [] }, "/tmp/prefix")
+    expect(lan).toContain("allow ::1;\n      allow 192.0.2.2;\n      deny all;")
+    expect(text).not.toContain("allow 127.0.0.1;\n      allow ::1;\n      allow")
   })
 })
 
@@ -290,16 +297,20 @@ describe.skipIf(gate.skip)("NginxManager", () => {
           nginx: binary,
           workDir: workDir()
         })
-        const [hello, inspect] = yield* Effect.gen(function* () {
+        const [hello, inspect, withoutHost] = yield* Effect.gen(function* () {
           const nginx = yield* NginxManager.NginxManager
           groups.push((yield* nginx.pid) ?? 0)
           return [
             yield* Effect.promise(() => get(port, "/")),
-            yield* Effect.promise(() => get(port, "/inspect?x=1"))
+            yield* Effect.promise(() => get(port, "/inspect?x=1")),
+            // HTTP/1.0 without Host: passed on with the server's name (an HTTP/1.1 request without
+            // Host would be a 400 from the app)
+            yield* Effect.promise(() => send(port, "GET / HTTP/1.0\r\n\r\n"))
           ] as const
         }).pipe(Effect.provide(front.pipe(Layer.provideMerge(app), Layer.provide(NodeServices.layer))))
         expect(hello).toMatch(/^HTTP\/1\.1 200/)
         expect(hello).toContain("Hello, World!")
+        expect(withoutHost).toMatch(/^HTTP\/1\.1 200/)
         expect(inspect).toMatch(/^HTTP\/1\.1 200/)
         const seen = JSON.parse(inspect.slice(inspect.indexOf("\r\n\r\n") + 4)) as {
           readonly method: string
