@@ -311,7 +311,9 @@ export const render = (config: NginxConfig, prefix: string, options: RenderOptio
     `  uwsgi_temp_path ${file("temp/uwsgi")};`,
     `  client_max_body_size ${config.clientMaxBodySize ?? "1m"};`,
     "  default_type application/octet-stream;",
-    `  types { text/html html; text/plain txt; application/json json; text/css css; application/javascript js; }`,
+    // The types browsers need to show a file rather than download it (nginx's own mime.types is
+    // not assumed to exist next to the binary).
+    `  types { ${mimeTypes} }`,
     "",
     ...rendered.flatMap((mapping) => (mapping.upstream.length === 0 ? [] : [indent(mapping.upstream, 2), ""])),
     "  server {",
@@ -339,3 +341,29 @@ export const render = (config: NginxConfig, prefix: string, options: RenderOptio
 /** A specific address of this machine that is neither loopback (allowed anyway) nor a wildcard. */
 const ownAddress = (host: string): boolean =>
   Net.isIP(host) !== 0 && !["0.0.0.0", "::", "127.0.0.1", "::1"].includes(host)
+
+/** File extensions and their media types for file mappings. */
+const mimeTypes = [
+  "text/html html htm;",
+  "text/plain txt;",
+  "text/css css;",
+  "text/xml xml;",
+  "text/csv csv;",
+  "text/markdown md;",
+  "application/javascript js mjs;",
+  "application/json json map;",
+  "application/wasm wasm;",
+  "application/pdf pdf;",
+  "image/svg+xml svg svgz;",
+  "image/png png;",
+  "image/jpeg jpg jpeg;",
+  "image/gif gif;",
+  "image/webp webp;",
+  "image/avif avif;",
+  "image/x-icon ico;",
+  "font/woff woff;",
+  "font/woff2 woff2;",
+  "audio/mpeg mp3;",
+  "video/mp4 mp4;",
+  "video/webm webm;"
+].join(" ")

@@ -213,6 +213,8 @@ export const make = (
     const spawner = yield* Effect.context<ChildProcessSpawner>()
     let current = options.config
     let generation = 0
+    /** The last generation a reload tried (never reused). */
+    let attempted = 0
     const lock = yield* Semaphore.make(1)
 
     /** `nginx -t` of `file`: fails with InvalidConfig and what nginx said. */
@@ -360,7 +362,9 @@ export const make = (
       lock.withPermit(
         Effect.gen(function* () {
           const wanted = config ?? current
-          const next = generation + 1
+          // Never a number used before: a reload that timed out may still be applied by nginx
+          // later, and the next one would then see its own number answering too early.
+          const next = ++attempted
           const logMark = sizeOf(errorLog)
           yield* install(wanted, next)
           const pid = yield* manager.pid

@@ -129,6 +129,9 @@ describe("NginxConfig.render", () => {
     )
     expect(text).toContain("add_header X-Nginx-Generation 3 always;")
     expect(text).toContain("proxy_set_header Host $host;")
+    // files are served with the types browsers show, not downloaded as octet-stream
+    expect(text).toContain("image/svg+xml svg svgz;")
+    expect(text).toContain("font/woff2 woff2;")
     // listening on another address of this machine, the health check comes from that address
     const lan = NginxConfig.render({ listen: { host: "192.0.2.2", port: 80 }, mappings: [] }, "/tmp/prefix")
     expect(lan).toContain("allow ::1;\n      allow 192.0.2.2;\n      deny all;")
