@@ -10,10 +10,9 @@
  * @since 0.1.0
  */
 import { fileURLToPath } from "node:url"
-import { type Context, type Duration, Effect, type Layer, type Schedule, type Scope } from "effect"
+import { type Context, type Duration, Effect, type Layer, type Scope } from "effect"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import { InvalidOptions, type WorkerError } from "../errors.ts"
-import type { ExitStatus } from "../process/Exit.ts"
 import { endpointFreeCheck } from "./Address.ts"
 import { clientHost, type Endpoint } from "./Endpoint.ts"
 import * as Manager from "./Manager.ts"
@@ -26,7 +25,9 @@ import * as ProcessManager from "./ProcessManager.ts"
  * @since 0.1.0
  * @category models
  */
-export interface AppServerManagerOptions {
+export interface AppServerManagerOptions
+  // Passed on to the process manager as they are (see ProcessManagerOptions).
+  extends Pick<ProcessManager.ProcessManagerOptions, "readySchedule" | "restart" | "echo"> {
   /** The name in errors (default "effect-appserver MODULE"). */
   readonly name?: string | undefined
   /** The module to serve, relative to `cwd`: MODULE or MODULE:EXPORT (as for `serve`). */
@@ -59,10 +60,8 @@ export interface AppServerManagerOptions {
   readonly checkAddressFree?: boolean | undefined
   /** Seconds the server gets after SIGTERM for its graceful stop (default 35: its own 30 s shutdown timeout, and some). */
   readonly stopGrace?: Duration.Input | undefined
+  /** The default timeout of `start` and `readyWait` (default 30 s: workers load the app first). */
   readonly startTimeout?: Duration.Input | undefined
-  readonly readySchedule?: Schedule.Schedule<unknown, Probe.ProbeFailed> | undefined
-  readonly restart?: Schedule.Schedule<unknown, ExitStatus> | undefined
-  readonly echo?: boolean | undefined
 }
 
 /** This package's command, next to this module in the sources and in dist/ alike. */

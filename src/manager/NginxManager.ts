@@ -10,11 +10,10 @@
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { Context, type Duration, Effect, type Layer, type Schedule, type Scope, Semaphore, Stream } from "effect"
+import { Context, type Duration, Effect, type Layer, type Scope, Semaphore, Stream } from "effect"
 import * as ChildProcess from "effect/process/ChildProcess"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import { WorkerError } from "../errors.ts"
-import type { ExitStatus } from "../process/Exit.ts"
 import { endpointFreeCheck } from "./Address.ts"
 import { clientHost, describeEndpoint } from "./Endpoint.ts"
 import * as Manager from "./Manager.ts"
@@ -28,7 +27,9 @@ import * as ProcessManager from "./ProcessManager.ts"
  * @since 0.1.0
  * @category models
  */
-export interface NginxManagerOptions {
+export interface NginxManagerOptions
+  // Passed on to the process manager as they are (see ProcessManagerOptions).
+  extends Pick<ProcessManager.ProcessManagerOptions, "readySchedule" | "restart" | "echo"> {
   /** The name in errors (default "nginx"). */
   readonly name?: string | undefined
   readonly config: NginxConfig.NginxConfig
@@ -44,10 +45,8 @@ export interface NginxManagerOptions {
   readonly user?: string | undefined
   /** Seconds for its graceful stop (SIGQUIT) before SIGKILL (default 10). */
   readonly stopGrace?: Duration.Input | undefined
+  /** The default timeout of `start` and `readyWait` (default 10 s). */
   readonly startTimeout?: Duration.Input | undefined
-  readonly readySchedule?: Schedule.Schedule<unknown, Probe.ProbeFailed> | undefined
-  readonly restart?: Schedule.Schedule<unknown, ExitStatus> | undefined
-  readonly echo?: boolean | undefined
 }
 
 /**

@@ -17,7 +17,8 @@ import type * as Net from "node:net"
 import { type Cause, Clock, Deferred, Duration, Effect, type Fiber, Option, type Pull, Schedule } from "effect"
 import { WorkerError } from "../errors.ts"
 import { stablePeriodMillis } from "../process/Backoff.ts"
-import { describeExit, forkNode, type NodeChild } from "../process/NodeChild.ts"
+import { describeExitStatus } from "../process/Exit.ts"
+import { forkNode, type NodeChild } from "../process/NodeChild.ts"
 import { decodeFromWorker, type FromWorker, type OldestRequest, type StartWorker } from "./Messages.ts"
 
 /**
@@ -350,7 +351,7 @@ export class Pool {
           exit._tag === "Success" ? undefined : Option.getOrElse(exitFailure(exit.cause), () => "failed to boot")
         ),
         Effect.raceFirst(
-          Effect.map(worker.child.exited, (exit) => `exited while starting (${describeExit(exit)})`),
+          Effect.map(worker.child.exited, (exit) => `exited while starting (${describeExitStatus(exit)})`),
           Effect.as(Effect.sleep(spec.bootTimeout), timeout)
         )
       )
@@ -379,10 +380,11 @@ export class Pool {
       const at = yield* Clock.currentTimeMillis
       if (worker.stopReason !== undefined) {
         self.remove(worker, worker.stopKind, worker.stopReason, at)
-        yield* Effect.logInfo(`${worker.label} exited (${worker.stopReason}): ${describeExit(exit)}`)
+        yield* Effect.logInfo(`${worker.label} exited (${worker.stopReason}): ${describeExitStatus(exit)}`)
         return
       }
-      const reason = worker.killReason === undefined ? `died: ${describeExit(exit)}` : `killed: ${worker.killReason}`
+      const reason =
+        worker.killReason === undefined ? `died: ${describeExitStatus(exit)}` : `killed: ${worker.killReason}`
       self.remove(worker, worker.killReason === undefined ? "died" : "killed", reason, at)
       self.restarts++
       yield* self.crashed(at)

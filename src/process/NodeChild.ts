@@ -11,7 +11,7 @@ import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
 import { Deferred, Effect } from "effect"
 import { WorkerError } from "../errors.ts"
-import { describeExitStatus, type ExitStatus } from "./Exit.ts"
+import type { ExitStatus } from "./Exit.ts"
 
 /**
  * How a child process ended (`ExitStatus`, with Node's signal names).
@@ -22,14 +22,6 @@ import { describeExitStatus, type ExitStatus } from "./Exit.ts"
 export interface ChildExit extends ExitStatus {
   readonly signal: NodeJS.Signals | null
 }
-
-/**
- * Describes an exit for logs: "exit code 3", "signal SIGKILL" (`describeExitStatus`).
- *
- * @since 0.1.0
- * @category formatting
- */
-export const describeExit: (exit: ChildExit) => string = describeExitStatus
 
 /** How much of a child's stderr is kept for error reports. */
 const tailBytes = 8 * 1024

@@ -42,6 +42,26 @@ const run = <A, E>(program: Effect.Effect<A, E, Scope.Scope | NodeServices.NodeS
 const pidOf = (manager: Manager.ManagerShape) =>
   Effect.flatMap(manager.pid, (pid) => (pid === undefined ? Effect.die("no pid") : Effect.succeed(pid)))
 
+/**
+ * A process handle with no process behind it (pid beyond Linux's pid_max), for spawners whose
+ * exits a test decides: no output, no input.
+ */
+const fakeHandle = (
+  n: number,
+  life: Pick<Parameters<typeof ChildProcessSpawner.makeHandle>[0], "exitCode" | "isRunning" | "kill">
+) =>
+  ChildProcessSpawner.makeHandle({
+    pid: ChildProcessSpawner.ProcessId(2 ** 22 + n),
+    ...life,
+    stdin: Sink.drain,
+    stdout: Stream.empty,
+    stderr: Stream.empty,
+    all: Stream.empty,
+    getInputFd: () => Sink.drain,
+    getOutputFd: () => Stream.empty,
+    unref: Effect.succeed(Effect.void)
+  })
+
 describe("ProcessManager", () => {
   it.live(
     "starts the project's own server, sees it ready and healthy, stops it and reaps it",
@@ -360,18 +380,10 @@ describe("ProcessManager", () => {
         Effect.sync(() => {
           const exit = Deferred.makeUnsafe<ChildProcessSpawner.ExitCode>()
           exits.push(exit)
-          return ChildProcessSpawner.makeHandle({
-            pid: ChildProcessSpawner.ProcessId(2 ** 22 + exits.length),
+          return fakeHandle(exits.length, {
             exitCode: Deferred.await(exit),
             isRunning: Effect.map(Deferred.isDone(exit), (done) => !done),
-            kill: () => Deferred.succeed(exit, ChildProcessSpawner.ExitCode(143)).pipe(Effect.asVoid),
-            stdin: Sink.drain,
-            stdout: Stream.empty,
-            stderr: Stream.empty,
-            all: Stream.empty,
-            getInputFd: () => Sink.drain,
-            getOutputFd: () => Stream.empty,
-            unref: Effect.succeed(Effect.void)
+            kill: () => Deferred.succeed(exit, ChildProcessSpawner.ExitCode(143)).pipe(Effect.asVoid)
           })
         })
       )
@@ -408,19 +420,7 @@ describe("ProcessManager", () => {
         // A spawner whose process never reports an exit: what a lost exit event would look like.
         const never = ChildProcessSpawner.make(() =>
           Effect.succeed(
-            ChildProcessSpawner.makeHandle({
-              pid: ChildProcessSpawner.ProcessId(2 ** 22 + 1),
-              exitCode: Effect.never,
-              isRunning: Effect.succeed(true),
-              kill: () => Effect.void,
-              stdin: Sink.drain,
-              stdout: Stream.empty,
-              stderr: Stream.empty,
-              all: Stream.empty,
-              getInputFd: () => Sink.drain,
-              getOutputFd: () => Stream.empty,
-              unref: Effect.succeed(Effect.void)
-            })
+            fakeHandle(1, { exitCode: Effect.never, isRunning: Effect.succeed(true), kill: () => Effect.void })
           )
         )
         const manager = yield* ProcessManager.make({
