@@ -4,22 +4,10 @@
  */
 import { isDeepStrictEqual } from "node:util"
 import { expect } from "vitest"
-import { type ParserLimits, RequestParser } from "../../src/http/Parser.ts"
+import { type ParserLimits, type RequestHead, RequestParser } from "../../src/http/Parser.ts"
 
-/** A request head as compared by the tests (every field of the parser's `Head` event). */
-export interface HeadEvent {
-  readonly _tag: "Head"
-  readonly method: string
-  readonly target: string
-  readonly url: string
-  readonly versionMinor: 0 | 1
-  readonly rawHeaders: ReadonlyArray<string>
-  readonly authority: string | undefined
-  readonly contentLength: number
-  readonly chunked: boolean
-  readonly keepAlive: boolean
-  readonly expectContinue: boolean
-}
+/** A request head as compared by the tests: every field of the parser's `Head` event. */
+export type HeadEvent = RequestHead
 
 /** Adjacent `Data` events merged into one body, decoded as latin1 so every byte maps to one char. */
 export interface BodyEvent {
