@@ -19,6 +19,11 @@ export interface PoolShape {
   readonly label: string
   readonly workers: number
   readonly dispatch: Dispatch | undefined
+  /**
+   * Not effect-appserver but the limit of its dispatch: bench/peers/limit.ts handing connections
+   * to `workers` bare responders (HTTP only), measured only under these loads.
+   */
+  readonly handoffLimit?: { readonly loads: ReadonlyArray<string> } | undefined
 }
 
 export interface Pool {
@@ -81,16 +86,23 @@ export const startPool = async (
   extra: ReadonlyArray<string>,
   timeoutMs: number
 ): Promise<Pool> => {
-  const args = [
-    ...appserverArgs(THIS_CHECKOUT),
-    "--host",
-    HOST,
-    "--port",
-    "0",
-    ...(protocol === "scgi" ? ["--protocol", "scgi"] : []),
-    ...(shape.workers === 0 ? [] : ["--workers", String(shape.workers), "--dispatch", shape.dispatch ?? "shared"]),
-    ...extra
-  ]
+  if (shape.handoffLimit !== undefined && (protocol !== "http" || extra.length > 0))
+    throw new Error(`${shape.label} serves HTTP only, with no flags`)
+  const args =
+    shape.handoffLimit !== undefined
+      ? ["bench/peers/limit.ts", "--host", HOST, "--port", "0", "--handoff-workers", String(shape.workers)]
+      : [
+          ...appserverArgs(THIS_CHECKOUT),
+          "--host",
+          HOST,
+          "--port",
+          "0",
+          ...(protocol === "scgi" ? ["--protocol", "scgi"] : []),
+          ...(shape.workers === 0
+            ? []
+            : ["--workers", String(shape.workers), "--dispatch", shape.dispatch ?? "shared"]),
+          ...extra
+        ]
   let leader: number | undefined
   const started = await startProcess(`${shape.label} (${protocol})`, args, timeoutMs, undefined, (child) => {
     leader = child.pid

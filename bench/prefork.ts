@@ -45,8 +45,22 @@ export const POOL_SHAPES: ReadonlyArray<PoolShape> = [
   { id: "shared-1", label: "1 worker, shared", workers: 1, dispatch: "shared" },
   { id: "shared-2", label: "2 workers, shared", workers: 2, dispatch: "shared" },
   { id: "primary-1", label: "1 worker, primary", workers: 1, dispatch: "primary" },
-  { id: "primary-2", label: "2 workers, primary", workers: 2, dispatch: "primary" }
+  { id: "primary-2", label: "2 workers, primary", workers: 2, dispatch: "primary" },
+  {
+    id: "limit-2",
+    label: "2 workers, handoff limit",
+    workers: 2,
+    dispatch: "primary",
+    handoffLimit: { loads: ["close"] }
+  }
 ]
+
+/** Whether `shape` is measured under `load`: effect-appserver under every load, the limit under its own. */
+export const measuredUnder = (shape: PoolShape, load: LoadId): boolean =>
+  shape.handoffLimit === undefined || shape.handoffLimit.loads.includes(load)
+
+/** The pools of effect-appserver (the reload and recycling checks run on these). */
+const appserverShapes = POOL_SHAPES.filter((shape) => shape.handoffLimit === undefined)
 
 export type LoadId = "keep-alive" | "close" | "nginx"
 
@@ -494,13 +508,18 @@ const rounds = async (
 ): Promise<Array<PreforkSample>> => {
   const warmup = Math.min(config.warmup, 1)
   if (warmup > 0) {
-    for (const load of loads) for (const target of targets) await measure(target, load, warmup, -1, "warmup     ")
+    for (const load of loads) {
+      for (const target of targets) {
+        if (measuredUnder(target.pool.shape, load.id)) await measure(target, load, warmup, -1, "warmup     ")
+      }
+    }
   }
   const samples: Array<PreforkSample> = []
   for (let round = 0; round < config.preforkRounds; round++) {
     const label = `round ${round + 1}/${config.preforkRounds}`
     for (const load of loads) {
       for (const target of rotate(targets, round)) {
+        if (!measuredUnder(target.pool.shape, load.id)) continue
         const run = () => measure(target, load, config.preforkDuration, round, label)
         samples.push(await whileOthersIdle(target, targets, run))
       }
@@ -518,12 +537,13 @@ const rounds = async (
 }
 
 const twoWorkers = (targets: ReadonlyArray<Target>): Array<Target> =>
-  targets.filter((target) => target.pool.shape.workers === 2)
+  targets.filter((target) => target.pool.shape.workers === 2 && target.pool.shape.handoffLimit === undefined)
 
 const estimateSeconds = (config: Config, loads: number): number => {
   const perRun = config.preforkDuration + 0.3
   const warmup = Math.min(config.warmup, 1)
-  const measured = loads * POOL_SHAPES.length * (config.preforkRounds * perRun + (warmup > 0 ? warmup + 0.3 : 0))
+  const runs = loads * appserverShapes.length + (loads > 1 ? POOL_SHAPES.length - appserverShapes.length : 0)
+  const measured = runs * (config.preforkRounds * perRun + (warmup > 0 ? warmup + 0.3 : 0))
   const checks = loads * 4 * (CHECK_SECONDS + 0.5)
   const stages = loads > 2 ? 2 : 1
   // about 1.5 s to start each pool
@@ -557,7 +577,8 @@ export const preforkPhase = async (config: Config, tool: LoadTool): Promise<Pref
     ["scgi", scgi]
   ] as const) {
     if (ofProtocol.length === 0) continue
-    const starts = POOL_SHAPES.map((shape) => () => startTarget(shape, protocol, [], config))
+    const shapes = POOL_SHAPES.filter((shape) => ofProtocol.some((load) => measuredUnder(shape, load.id)))
+    const starts = shapes.map((shape) => () => startTarget(shape, protocol, [], config))
     await withTargets(starts, async (targets) => {
       samples.push(...(await rounds(config, targets, ofProtocol)))
       for (const target of twoWorkers(targets)) {
@@ -565,7 +586,7 @@ export const preforkPhase = async (config: Config, tool: LoadTool): Promise<Pref
       }
     })
   }
-  for (const shape of POOL_SHAPES.filter((shape) => shape.workers === 2)) {
+  for (const shape of appserverShapes.filter((shape) => shape.workers === 2)) {
     for (const [protocol, ofProtocol] of [
       ["http", http],
       ["scgi", scgi]

@@ -12,6 +12,7 @@ import {
   type FailureCheck,
   LOADS,
   type LoadId,
+  measuredUnder,
   POOL_SHAPES,
   type PoolCpu,
   type PreforkOutcome,
@@ -27,6 +28,11 @@ export const SHARED_PRIMARY_MAX_US = 1
 export const PRIMARY_FRACTION = 1 / 3
 /** Keep-alive connections of the smaller worker / the larger's, in `primary` mode. */
 export const BALANCE_MIN = 0.8
+/**
+ * In `primary` mode, the primary's CPU per connection at most this multiple of the handoff
+ * limit's (bench/peers/limit.ts: Node's handle passing and nothing else), measured in the same run.
+ */
+export const PRIMARY_OVER_LIMIT_MAX = 1.2
 
 const runsOf = (samples: ReadonlyArray<PreforkSample>, shape: string, load: LoadId): Array<PreforkSample> =>
   samples.filter((sample) => sample.shape === shape && sample.load === load && sample.round >= 0)
@@ -83,7 +89,7 @@ const mainTable = (samples: ReadonlyArray<PreforkSample>, loads: ReadonlyArray<L
   const rows = loads.flatMap((load) => {
     const single = median(runsOf(samples, "single", load).map((run) => run.result.requestsPerSec))
     const title = LOADS.find((l) => l.id === load)?.title ?? load
-    return POOL_SHAPES.map((shape) => {
+    return POOL_SHAPES.filter((shape) => measuredUnder(shape, load)).map((shape) => {
       const runs = runsOf(samples, shape.id, load)
       const rps = median(runs.map((run) => run.result.requestsPerSec))
       const idle = median(
@@ -177,7 +183,7 @@ const PER_REQUEST_LOADS: ReadonlyArray<LoadId> = ["close", "nginx"]
 
 const targetRows = (samples: ReadonlyArray<PreforkSample>, loads: ReadonlyArray<LoadId>): Array<Array<string>> => {
   const rows: Array<Array<string>> = []
-  for (const shape of POOL_SHAPES.filter((s) => s.workers > 0)) {
+  for (const shape of POOL_SHAPES.filter((s) => s.workers > 0 && s.handoffLimit === undefined)) {
     for (const load of loads) {
       const runs = runsOf(samples, shape.id, load)
       const primary = medianOf(runs, (cpu) => cpu.primaryUsPerConnection)
@@ -209,6 +215,26 @@ const targetRows = (samples: ReadonlyArray<PreforkSample>, loads: ReadonlyArray<
           `${fmtUs(primary)} / ${fmtUs(worker)} µs = ${Number.isFinite(ratio) ? ratio.toFixed(2) : "-"}`,
           `<= ${PRIMARY_FRACTION.toFixed(2)}`,
           Number.isFinite(ratio) ? pass(ratio <= PRIMARY_FRACTION) : "not measured"
+        ])
+        const limitShape = POOL_SHAPES.find(
+          (s) => s.handoffLimit !== undefined && s.workers === shape.workers && measuredUnder(s, load)
+        )
+        if (limitShape === undefined) continue
+        const limitRuns = runsOf(samples, limitShape.id, load)
+        const limitPrimary = medianOf(limitRuns, (cpu) => cpu.primaryUsPerConnection)
+        const limitWorker = medianOf(limitRuns, (cpu) => cpu.workerUsPerRequest)
+        rows.push([
+          `${limitShape.label}, ${loadTitle(load)}: the same for Node's bare handle passing (reference)`,
+          `${fmtUs(limitPrimary)} / ${fmtUs(limitWorker)} µs = ${Number.isFinite(limitPrimary / limitWorker) ? (limitPrimary / limitWorker).toFixed(2) : "-"}`,
+          "none: the floor of the mechanism on this machine",
+          "-"
+        ])
+        const overLimit = primary / limitPrimary
+        rows.push([
+          `${name} / the handoff limit's`,
+          `${fmtUs(primary)} / ${fmtUs(limitPrimary)} µs = ${Number.isFinite(overLimit) ? overLimit.toFixed(2) : "-"}`,
+          `<= ${PRIMARY_OVER_LIMIT_MAX.toFixed(2)}`,
+          Number.isFinite(overLimit) ? pass(overLimit <= PRIMARY_OVER_LIMIT_MAX) : "not measured"
         ])
       }
     }
@@ -269,7 +295,10 @@ export const renderPreforkSection = (outcome: PreforkOutcome): string => {
       "process: its own). Balance, two measures: **CPU share** is each worker's fraction of the workers' CPU per run, a " +
       "proxy for its share of requests (the workers count their requests, but the pool has no endpoint to " +
       "read them); **connections per worker** is exact: the established connections each worker holds 70% " +
-      "into a keep-alive run (`ss`, or /proc/net/tcp without it, matched with each worker's /proc/PID/fd).",
+      "into a keep-alive run (`ss`, or /proc/net/tcp without it, matched with each worker's /proc/PID/fd). " +
+      "**handoff limit**: bench/peers/limit.ts, a primary that hands each connection round-robin to bare " +
+      "node:net responders with Node's IPC handle passing (the mechanism of `--dispatch primary`) and " +
+      "does nothing else: the least a primary that hands connections over can spend in Node.",
     "",
     cpusNote(),
     ...outcome.notes.map((note) => `\nNote: ${note}.`),

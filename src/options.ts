@@ -49,6 +49,17 @@ export const ListenFields = {
   socketMode: Schema.optionalKey(
     int(0, 0o777).annotate({ description: "File mode of the unix socket, e.g. 0o660 (octal 660 on the command line)." })
   ),
+  socketOwner: Schema.optionalKey(
+    Schema.String.check(Schema.isNonEmpty()).annotate({
+      description: "Owner of the unix socket (a user name or uid), set before the server accepts; needs root."
+    })
+  ),
+  socketGroup: Schema.optionalKey(
+    Schema.String.check(Schema.isNonEmpty()).annotate({
+      description:
+        "Group of the unix socket (a group name or gid), set before the server accepts: with --socket-mode 660, the front end's group (www-data for Debian's nginx) may connect."
+    })
+  ),
   fd: Schema.optionalKey(
     int(0, 65535).annotate({ description: "Serve on this inherited, already listening socket descriptor." })
   ),
@@ -329,6 +340,34 @@ export const optionsFromConfig = <Fields extends Schema.Struct.Fields>(
     return out as Schema.Struct<Fields>["Encoded"]
   })
 }
+
+/**
+ * Who the server runs as: it binds first (port 80, a socket in a root-owned directory), then
+ * becomes this user before it loads the app (with workers: the workers run as it). Times are not
+ * involved; both need root to start with.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const IdentityFields = {
+  user: Schema.optionalKey(
+    Schema.String.check(Schema.isNonEmpty()).annotate({
+      description:
+        "Run the app as this user (a name or uid), with its groups, once the server has bound its socket; needs root."
+    })
+  ),
+  group: Schema.optionalKey(
+    Schema.String.check(Schema.isNonEmpty()).annotate({
+      description: "Run the app with this group (a name or gid) instead of the user's own; needs root."
+    })
+  )
+} as const
+
+/**
+ * @since 0.1.0
+ * @category options
+ */
+export const IdentityOptions = Schema.Struct(IdentityFields)
 
 /**
  * The prefork pool's own options (workers, recycling, timeouts, dispatch), shared by

@@ -17,8 +17,17 @@ import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Console, Context, Data, Effect, Exit, Layer, Schema, type SchemaAST } from "effect"
 import { Argument, CliConfig, CliError, CliOutput, Command, Flag, GlobalFlag, TerminalCapabilities } from "effect/cli"
 import { InvalidOptions } from "../errors.ts"
-import { decodeOptions, Http1ServerOptions, PreforkFields, PreforkPoolOptions, ScgiServerOptions } from "../options.ts"
+import {
+  decodeOptions,
+  Http1ServerOptions,
+  IdentityFields,
+  IdentityOptions,
+  PreforkFields,
+  PreforkPoolOptions,
+  ScgiServerOptions
+} from "../options.ts"
 import * as Prefork from "../prefork/Prefork.ts"
+import { resolveIdentity } from "../process/Identity.ts"
 import { type FlagValue, formatSize, givenOptions, isSizeField, type OptionFlag, optionFlags } from "./flags.ts"
 import { AppLoadError, formatListening, parseModuleRef, serve } from "./serve.ts"
 
@@ -75,9 +84,14 @@ const poolFlags = optionFlags(PreforkFields, {
 })
 const poolKeys = new Set(poolFlags.map((flag) => flag.key))
 
+/** Who the app runs as: for a single process and for a pool's workers alike. */
+const identityFlags = optionFlags(IdentityFields)
+const identityKeys = new Set(identityFlags.map((flag) => flag.key))
+
 const flags: ReadonlyArray<OptionFlag> = [
   ...schemaFlags,
   ...poolFlags,
+  ...identityFlags,
   pemFlag("tlsCert", "tls-cert", "PEM certificate (chain) file; with --tls-key, serve HTTPS."),
   pemFlag("tlsKey", "tls-key", "PEM private key file."),
   pemFlag("tlsCa", "tls-ca", "PEM CA file: ask clients for a certificate and verify it against these CAs.")
@@ -156,26 +170,34 @@ const serveCommand = Command.make(
   },
   Effect.fnUntraced(function* ({ module, protocol, options }) {
     const all = givenOptions(options)
-    const given = Object.fromEntries(Object.entries(all).filter(([key]) => !poolKeys.has(key)))
+    const given = Object.fromEntries(
+      Object.entries(all).filter(([key]) => !poolKeys.has(key) && !identityKeys.has(key))
+    )
     const pool = Object.fromEntries(Object.entries(all).filter(([key]) => poolKeys.has(key)))
+    const as = yield* decodeOptions(
+      IdentityOptions,
+      Object.fromEntries(Object.entries(all).filter(([key]) => identityKeys.has(key)))
+    )
     yield* checkTarget(given)
     yield* checkProtocol(protocol, given)
+    // Refused before anything is bound when this process may not become that user.
+    const identity = yield* resolveIdentity(as)
     if (Object.keys(pool).length > 0) {
       yield* decodeOptions(PreforkPoolOptions, pool)
       const server =
         protocol === "scgi"
           ? yield* decodeOptions(ScgiServerOptions, given).pipe(Effect.as(given))
           : yield* Effect.tap(withTls(given), (withPem) => decodeOptions(Http1ServerOptions, withPem))
-      return yield* preforked(module, protocol, server, pool)
+      return yield* preforked(module, protocol, server, { ...pool, ...as })
     }
     // The server decodes its options too; decoding them here reports a value the Schema refuses
     // before the module is loaded.
     if (protocol === "scgi") {
       const decoded = yield* decodeOptions(ScgiServerOptions, given)
-      return yield* serve(module, { protocol: "scgi", options: decoded })
+      return yield* serve(module, { protocol: "scgi", options: decoded }, identity)
     }
     const decoded = yield* decodeOptions(Http1ServerOptions, yield* withTls(given))
-    return yield* serve(module, { protocol: "http", options: decoded })
+    return yield* serve(module, { protocol: "http", options: decoded }, identity)
   })
 ).pipe(
   Command.withDescription(
@@ -188,8 +210,9 @@ const serveCommand = Command.make(
     { command: "effect-appserver serve app.ts --port 8080", description: "Serve app.ts's default export" },
     { command: "effect-appserver serve app.ts:ApiLive --max-body-size 10m", description: "Serve a named export" },
     {
-      command: "effect-appserver serve app.ts --protocol scgi --socket /run/app.sock --socket-mode 660",
-      description: "Serve SCGI to nginx on a unix socket"
+      command:
+        "effect-appserver serve app.ts --protocol scgi --socket /run/app/scgi.sock --socket-mode 660 --socket-group www-data --user app",
+      description: "Serve SCGI to nginx on a unix socket, the app running as the user app"
     }
   ])
 )

@@ -21,6 +21,7 @@ import type * as NetAddress from "effect/net/NetAddress"
 import type * as Scope from "effect/Scope"
 import * as Http1Server from "../http/Http1Server.ts"
 import type { Http1ServerOptionsInput, ScgiServerOptionsInput } from "../options.ts"
+import { dropPrivileges, type Identity } from "../process/Identity.ts"
 import * as ScgiServer from "../scgi/ScgiServer.ts"
 import type { Stats } from "../stats/ServerStats.ts"
 
@@ -261,14 +262,21 @@ export type ServeProtocol =
 
 /**
  * Serves the module's app with the HTTP/1.1 or the SCGI server, printing `listening on URL` once
- * ready (`scgi://HOST:PORT` or `unix:PATH` for SCGI).
+ * ready (`scgi://HOST:PORT` or `unix:PATH` for SCGI). The server binds before the module is
+ * loaded: with an `identity`, the process becomes that user in between, so the app never runs
+ * with the rights that binding needed (connections that come meanwhile wait, unread).
  *
  * @since 0.1.0
  */
-export const serve = (module: string, how: ServeProtocol) =>
+export const serve = (module: string, how: ServeProtocol, identity?: Identity) =>
   Effect.gen(function* () {
     const ref = parseModuleRef(module)
-    const served = yield* loadServed(ref)
+    const app = Layer.unwrap(
+      Effect.gen(function* () {
+        if (identity !== undefined) yield* dropPrivileges(identity)
+        return serveLayer(yield* loadServed(ref), ref.path)
+      })
+    )
     const scheme = how.protocol === "scgi" ? "scgi" : how.options.tls === undefined ? "http" : "https"
     const announce = Layer.effectDiscard(
       Effect.flatMap(HttpServer.HttpServer, (server) =>
@@ -276,5 +284,5 @@ export const serve = (module: string, how: ServeProtocol) =>
       )
     )
     const server = how.protocol === "scgi" ? ScgiServer.layer(how.options) : Http1Server.layer(how.options)
-    yield* Layer.launch(announce.pipe(Layer.provideMerge(serveLayer(served, ref.path)), Layer.provide(server)))
+    yield* Layer.launch(announce.pipe(Layer.provideMerge(app), Layer.provide(server)))
   })

@@ -11,6 +11,7 @@ import { Effect, Result } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 import type * as Scope from "effect/Scope"
 import { AddressInUse, BadAddress, type BindError, InvalidOptions, PermissionDenied } from "../errors.ts"
+import { lookupGroup, lookupUser } from "../process/Identity.ts"
 import type { ConnectionSource } from "./Handoff.ts"
 
 /**
@@ -27,7 +28,15 @@ export type ListenTarget =
       readonly backlog: number
       readonly ipv6Only: boolean
     }
-  | { readonly _tag: "Unix"; readonly path: string; readonly backlog: number; readonly mode: number | undefined }
+  | {
+      readonly _tag: "Unix"
+      readonly path: string
+      readonly backlog: number
+      readonly mode: number | undefined
+      /** uid and gid to give the socket file; undefined leaves it as created. */
+      readonly owner: number | undefined
+      readonly group: number | undefined
+    }
   | { readonly _tag: "Fd"; readonly fd: number; readonly label: string }
   /** No socket of its own: connections handed over by another process (see `Handoff`). */
   | { readonly _tag: "Handed"; readonly source: ConnectionSource }
@@ -45,6 +54,8 @@ export interface ListenOptions {
   readonly ipv6Only: boolean
   readonly path?: string | undefined
   readonly socketMode?: number | undefined
+  readonly socketOwner?: string | undefined
+  readonly socketGroup?: string | undefined
   readonly fd?: number | undefined
   readonly systemd: boolean
 }
@@ -128,11 +139,18 @@ export const targetOf = (options: ListenOptions): Effect.Effect<ListenTarget, In
   if (chosen > 1) {
     return Effect.fail(new InvalidOptions({ option: "path", detail: "path, fd and systemd exclude each other" }))
   }
-  if (options.socketMode !== undefined && options.path === undefined) {
-    return Effect.fail(new InvalidOptions({ option: "socketMode", detail: "needs a unix socket path" }))
+  for (const option of ["socketMode", "socketOwner", "socketGroup"] as const) {
+    if (options[option] !== undefined && options.path === undefined) {
+      return Effect.fail(new InvalidOptions({ option, detail: "needs a unix socket path" }))
+    }
   }
   if (options.path !== undefined) {
-    return Effect.succeed({ _tag: "Unix", path: options.path, backlog: options.backlog, mode: options.socketMode })
+    const { path, backlog, socketMode, socketOwner, socketGroup } = options
+    return Effect.gen(function* () {
+      const owner = socketOwner === undefined ? undefined : yield* lookupUser("socketOwner", socketOwner)
+      const group = socketGroup === undefined ? undefined : yield* lookupGroup("socketGroup", socketGroup)
+      return { _tag: "Unix", path, backlog, mode: socketMode, owner: owner?.uid, group } as const
+    })
   }
   if (options.fd !== undefined) return Effect.succeed({ _tag: "Fd", fd: options.fd, label: `fd ${options.fd}` })
   if (options.systemd) {
@@ -258,11 +276,15 @@ export const listen = (server: Net.Server, target: ListenTarget): Effect.Effect<
     Effect.gen(function* () {
       if (target._tag === "Unix") yield* clearStaleSocket(target.path)
       yield* bind(server, target, label)
-      if (target._tag === "Unix" && target.mode !== undefined) {
-        const mode = target.mode
+      if (target._tag === "Unix") {
+        const { path, mode, owner, group } = target
+        // Before the first connection is accepted: a client the mode or owner shuts out never gets in.
         yield* Effect.try({
-          try: () => Fs.chmodSync(target.path, mode),
-          catch: (error) => bindError(error as NodeJS.ErrnoException, target.path)
+          try: () => {
+            if (owner !== undefined || group !== undefined) Fs.chownSync(path, owner ?? -1, group ?? -1)
+            if (mode !== undefined) Fs.chmodSync(path, mode)
+          },
+          catch: (error) => bindError(error as NodeJS.ErrnoException, path)
         }).pipe(Effect.onError(() => Effect.sync(() => server.close())))
       }
       return { server, address: socketAddress(server, label) }

@@ -57,6 +57,8 @@ export interface PoolSpec {
   /** The worker program and the Node flags to run it with. */
   readonly workerEntry: string
   readonly execArgv: ReadonlyArray<string>
+  /** The user and group the workers run as; undefined: this process's. */
+  readonly identity: { readonly uid: number; readonly gid: number } | undefined
 }
 
 /**
@@ -301,6 +303,7 @@ export class Pool {
         entry: spec.workerEntry,
         execArgv: spec.execArgv,
         fds: spec.listenFd === undefined ? [] : [spec.listenFd],
+        identity: spec.identity,
         // Connections queued for it that never left: another worker takes them.
         onUnsentSockets: (sockets) => self.rehand(sockets),
         onMessage: (raw) => {

@@ -34,6 +34,7 @@ import {
   type ScgiServerOptionsInput
 } from "../options.ts"
 import { restartBackoff } from "../process/Backoff.ts"
+import { resolveIdentity } from "../process/Identity.ts"
 import { simpleResponse, simpleScgiResponse } from "../wire/simpleResponse.ts"
 import { acceptQueueOf } from "./AcceptQueue.ts"
 import { Dispatcher } from "./Dispatcher.ts"
@@ -63,6 +64,12 @@ export type PreforkOptions = PreforkPoolOptionsInput & {
   readonly signals?: boolean | undefined
   /** Node flags for the workers (default: this process's). */
   readonly execArgv?: ReadonlyArray<string> | undefined
+  /**
+   * The user the workers run as (a name or uid), with its primary group unless `group` says;
+   * the primary binds as it was started (root) and loads no app code. Needs root.
+   */
+  readonly user?: string | undefined
+  readonly group?: string | undefined
 }
 
 /**
@@ -89,7 +96,18 @@ export class PreforkPool extends Context.Service<
 >()("effect-appserver/PreforkPool") {}
 
 /** Options that say where to listen: the primary binds, the workers inherit. */
-const listenKeys = new Set(["host", "port", "backlog", "ipv6Only", "path", "socketMode", "fd", "systemd"])
+const listenKeys = new Set([
+  "host",
+  "port",
+  "backlog",
+  "ipv6Only",
+  "path",
+  "socketMode",
+  "socketOwner",
+  "socketGroup",
+  "fd",
+  "systemd"
+])
 
 /** The worker program beside this module: `.ts` when running from the sources, `.js` when built. */
 const workerEntry = (): string => {
@@ -132,8 +150,11 @@ export const make = (
       recycle,
       signals,
       execArgv,
+      user,
+      group,
       ...poolInput
     } = options
+    const identity = yield* resolveIdentity({ user, group })
     const pool = yield* decodeOptions(PreforkPoolOptions, poolInput)
     const serverConfig =
       protocol === "scgi"
@@ -175,7 +196,8 @@ export const make = (
         restartBackoff: backoff ?? restartBackoff,
         recycle,
         workerEntry: workerEntry(),
-        execArgv: execArgv ?? process.execArgv
+        execArgv: execArgv ?? process.execArgv,
+        identity
       },
       runFork
     )

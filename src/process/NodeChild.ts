@@ -113,6 +113,8 @@ export const forkNode = (options: {
   readonly entry: string
   readonly execArgv: ReadonlyArray<string>
   readonly fds: ReadonlyArray<number>
+  /** Run the child as this user and group (no supplementary groups); needs root. */
+  readonly identity?: { readonly uid: number; readonly gid: number } | undefined
   readonly onMessage: (message: unknown) => void
   /** Connections sent with `sendSocket` that never left this process when it exited (default: closed). */
   readonly onUnsentSockets?: ((sockets: ReadonlyArray<Net.Socket>) => void) | undefined
@@ -123,7 +125,8 @@ export const forkNode = (options: {
       child = ChildProcess.fork(options.entry, [], {
         execArgv: [...options.execArgv],
         stdio: ["ignore", "inherit", "pipe", ...options.fds, "ipc"],
-        serialization: "json"
+        serialization: "json",
+        ...(options.identity === undefined ? {} : { uid: options.identity.uid, gid: options.identity.gid })
       })
     } catch (cause) {
       return resume(

@@ -64,6 +64,9 @@ export interface TrackedOptions extends SpawnOptions {
    * that run the server in a further process (npx runs npm, a shell, then the command).
    */
   readonly group?: boolean
+  /** Run the child as this user and group (the test must run as root). */
+  readonly uid?: number
+  readonly gid?: number
 }
 
 /** Runs any command as `cli` runs the command line: output collected, killed by `killAll`. */
@@ -72,7 +75,9 @@ export const spawnTracked = (command: string, args: ReadonlyArray<string>, optio
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", "pipe", ...(options.extraFds ?? [])],
-    detached: options.group === true
+    detached: options.group === true,
+    ...(options.uid === undefined ? {} : { uid: options.uid }),
+    ...(options.gid === undefined ? {} : { gid: options.gid })
   })
   running.add(child)
   if (options.group === true && child.pid !== undefined) groups.add(child.pid)

@@ -1,0 +1,122 @@
+/**
+ * The limit: a raw node:net responder that does the least an HTTP/1.1 server must for the echo
+ * contract. It finds the end of each head, reads a Content-Length body, and answers; every
+ * complete request in a read is answered in one write. No validation, no app, no timeouts: what
+ * no real server can beat on this machine, the yardstick the others are reported against.
+ *
+ *   GET  /      200 text/plain "Hello, World!"
+ *   POST /echo  200, the request body with the request's Content-Type
+ *
+ * With `--handoff-workers N` it is the limit of dispatch `primary` instead: a primary that
+ * accepts (paused, unread) and hands each connection round-robin to one of N forked copies of
+ * itself with Node's IPC handle passing, the mechanism effect-appserver's primary uses, and
+ * nothing else (no load balancing, no queue, no bookkeeping).
+ *
+ * Usage: node bench/peers/limit.ts --host 127.0.0.1 --port 8080 [--handoff-workers N]
+ */
+import * as ChildProcess from "node:child_process"
+import * as Net from "node:net"
+import { parseListenArgs, readyLine } from "./listenArgs.ts"
+
+const HELLO = Buffer.from(
+  "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!",
+  "latin1"
+)
+const HELLO_CLOSE = Buffer.from(
+  "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!",
+  "latin1"
+)
+const NOT_FOUND = Buffer.from("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", "latin1")
+const END_OF_HEAD = Buffer.from("\r\n\r\n", "latin1")
+
+/** The value of header `name` (lower case, with its colon) in a head, or undefined. */
+const header = (head: string, name: string): string | undefined => {
+  const at = head.toLowerCase().indexOf(`\r\n${name}`)
+  if (at === -1) return undefined
+  const end = head.indexOf("\r\n", at + 2)
+  return head.slice(at + 2 + name.length, end === -1 ? undefined : end).trim()
+}
+
+const serve = (socket: Net.Socket): void => {
+  let buffered: Buffer = Buffer.alloc(0)
+  socket.on("error", () => socket.destroy())
+  socket.on("data", (chunk: Buffer) => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
+    const out: Array<Buffer> = []
+    let close = false
+    for (;;) {
+      const headEnd = buffered.indexOf(END_OF_HEAD)
+      if (headEnd === -1) break
+      const head = buffered.toString("latin1", 0, headEnd + 2)
+      const length = Number(header(head, "content-length:") ?? 0)
+      const bodyStart = headEnd + 4
+      if (buffered.length < bodyStart + length) break
+      close = header(head, "connection:")?.toLowerCase() === "close"
+      if (head.startsWith("GET / ")) {
+        out.push(close ? HELLO_CLOSE : HELLO)
+      } else if (head.startsWith("POST /echo ")) {
+        const type = header(head, "content-type:") ?? "application/octet-stream"
+        out.push(
+          Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: ${type}\r\nContent-Length: ${length}\r\n\r\n`, "latin1"),
+          buffered.subarray(bodyStart, bodyStart + length)
+        )
+      } else {
+        out.push(NOT_FOUND)
+      }
+      buffered = buffered.subarray(bodyStart + length)
+      if (close) break
+    }
+    if (out.length === 0) return
+    const response = out.length === 1 ? out[0] : Buffer.concat(out)
+    if (close) socket.end(response)
+    else socket.write(response)
+  })
+}
+
+/** `--handoff-workers N` and the listen flags after taking it out. */
+const { workers, listenArgv } = (() => {
+  const argv = process.argv.slice(2)
+  const at = argv.indexOf("--handoff-workers")
+  if (at === -1) return { workers: 0, listenArgv: argv }
+  return { workers: Number(argv[at + 1]), listenArgv: [...argv.slice(0, at), ...argv.slice(at + 2)] }
+})()
+
+if (process.env.LIMIT_HANDOFF_WORKER === "1") {
+  process.on("message", (_message: unknown, handle: unknown) => {
+    if (handle instanceof Net.Socket) {
+      serve(handle)
+      handle.resume()
+    }
+  })
+  process.on("disconnect", () => process.exit(0))
+  process.send?.("ready")
+} else {
+  const { host, port } = parseListenArgs(listenArgv)
+  if (!(Number.isInteger(workers) && workers >= 0)) throw new Error(`--handoff-workers: not a count: ${workers}`)
+  const children = Array.from({ length: workers }, () =>
+    ChildProcess.fork(import.meta.filename, [], {
+      env: { ...process.env, LIMIT_HANDOFF_WORKER: "1" },
+      stdio: ["ignore", "inherit", "inherit", "ipc"]
+    })
+  )
+  const ready = children.map((child) => new Promise<void>((resolve) => child.once("message", () => resolve())))
+  let next = 0
+  const server =
+    workers === 0
+      ? Net.createServer({ noDelay: true }, serve)
+      : Net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
+          const child = children[next++ % workers]
+          child.send("connection", socket, { keepOpen: false })
+        })
+  const stop = (): void => {
+    for (const child of children) child.kill("SIGKILL")
+    process.exit(0)
+  }
+  process.on("SIGTERM", stop)
+  process.on("SIGINT", stop)
+  void Promise.all(ready).then(() =>
+    server.listen(port, host, () => {
+      console.log(readyLine(host, (server.address() as Net.AddressInfo).port))
+    })
+  )
+}
