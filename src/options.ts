@@ -119,6 +119,17 @@ export const OperationFields = {
     30,
     "Seconds requests in progress get to finish when the server stops, before they are interrupted."
   ),
+  stopDelay: field(
+    seconds,
+    0,
+    "Seconds the server keeps serving as usual once told to stop (SIGTERM), answering 503 on healthPath meanwhile, before it drains: time for load balancers that poll the health path to take it out."
+  ),
+  healthPath: Schema.optionalKey(
+    Schema.String.check(Schema.isPattern(/^\/[\x21-\x7e]*$/, { message: "a path starting with /" })).annotate({
+      description:
+        "A path the server answers itself, without the app: 200 while it serves, 503 once it is stopping (from the start of stopDelay), for load balancer health checks and readiness probes."
+    })
+  ),
   drainGrace: field(
     seconds,
     0,
@@ -138,7 +149,13 @@ export const OperationFields = {
   accessLog: field(
     Schema.Literals(["off", "common", "combined", "json"]),
     "off",
-    "One log line per request through Effect's Logger: Common or Combined Log Format, or JSON."
+    "One line per request, to standard output (or accessLogFile): Common or Combined Log Format (Apache, nginx), or one JSON object."
+  ),
+  accessLogFile: Schema.optionalKey(
+    Schema.String.check(Schema.isNonEmpty()).annotate({
+      description:
+        "Append the access log to this file instead of standard output; SIGUSR1 reopens it (logrotate's postrotate, as for nginx)."
+    })
   )
 } as const
 
@@ -206,11 +223,14 @@ export const ScgiServerOptions = Schema.Struct({
   requestTimeout: OperationFields.requestTimeout,
   sendTimeout: OperationFields.sendTimeout,
   shutdownTimeout: OperationFields.shutdownTimeout,
+  stopDelay: OperationFields.stopDelay,
+  healthPath: OperationFields.healthPath,
   drainGrace: OperationFields.drainGrace,
   maxConnections: OperationFields.maxConnections,
   maxConcurrentRequests: OperationFields.maxConcurrentRequests,
   requestQueueTimeout: OperationFields.requestQueueTimeout,
   accessLog: OperationFields.accessLog,
+  accessLogFile: OperationFields.accessLogFile,
   noDelay,
   maxHeaderSize: field(int(16, 16 * MiB), 64 * KiB, "Largest SCGI header netstring in bytes (400 beyond it)."),
   maxBodySize: field(

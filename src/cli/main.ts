@@ -11,10 +11,9 @@
  */
 
 import * as Fs from "node:fs"
-import * as Path from "node:path"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Cause, Console, Context, Data, Effect, Exit, Layer, Schema, type SchemaAST } from "effect"
+import { Cause, Console, Context, Data, Effect, Exit, Layer, type Option, Schema, type SchemaAST } from "effect"
 import { Argument, CliConfig, CliError, CliOutput, Command, Flag, GlobalFlag, TerminalCapabilities } from "effect/cli"
 import { InvalidOptions } from "../errors.ts"
 import {
@@ -28,8 +27,13 @@ import {
 } from "../options.ts"
 import * as Prefork from "../prefork/Prefork.ts"
 import { resolveIdentity } from "../process/Identity.ts"
+import * as Logs from "../stats/Logs.ts"
+import { LogFormat } from "../stats/Logs.ts"
 import { type FlagValue, formatSize, givenOptions, isSizeField, type OptionFlag, optionFlags } from "./flags.ts"
-import { AppLoadError, formatListening, parseModuleRef, serve } from "./serve.ts"
+import { AppLoadError, formatListening, parseModuleRef, serve, startupLine } from "./serve.ts"
+import { packageVersion } from "./version.ts"
+
+export { packageVersion } from "./version.ts"
 
 /**
  * A command line that parses but cannot be used: flags that exclude each other or do not apply.
@@ -152,6 +156,42 @@ const withTls = (given: Given): Effect.Effect<Record<string, unknown>, UsageErro
     return { ...rest, tls: { cert: yield* readPem("tlsCert", tlsCert), key: yield* readPem("tlsKey", tlsKey), ...ca } }
   })
 
+/** What `serve` does with its parsed command line. */
+const serveWith = Effect.fnUntraced(function* (
+  module: string,
+  protocol: "http" | "scgi",
+  logFormat: LogFormat,
+  options: Readonly<Record<string, Option.Option<FlagValue>>>
+) {
+  const all = givenOptions(options)
+  const given = Object.fromEntries(Object.entries(all).filter(([key]) => !poolKeys.has(key) && !identityKeys.has(key)))
+  const pool = Object.fromEntries(Object.entries(all).filter(([key]) => poolKeys.has(key)))
+  const as = yield* decodeOptions(
+    IdentityOptions,
+    Object.fromEntries(Object.entries(all).filter(([key]) => identityKeys.has(key)))
+  )
+  yield* checkTarget(given)
+  yield* checkProtocol(protocol, given)
+  // Refused before anything is bound when this process may not become that user.
+  const identity = yield* resolveIdentity(as)
+  if (Object.keys(pool).length > 0) {
+    yield* decodeOptions(PreforkPoolOptions, pool)
+    const server =
+      protocol === "scgi"
+        ? yield* decodeOptions(ScgiServerOptions, given).pipe(Effect.as(given))
+        : yield* Effect.tap(withTls(given), (withPem) => decodeOptions(Http1ServerOptions, withPem))
+    return yield* preforked(module, protocol, server, { ...pool, ...as, logFormat })
+  }
+  // The server decodes its options too; decoding them here reports a value the Schema refuses
+  // before the module is loaded.
+  if (protocol === "scgi") {
+    const decoded = yield* decodeOptions(ScgiServerOptions, given)
+    return yield* serve(module, { protocol: "scgi", options: decoded }, identity)
+  }
+  const decoded = yield* decodeOptions(Http1ServerOptions, yield* withTls(given))
+  return yield* serve(module, { protocol: "http", options: decoded }, identity)
+})
+
 const serveCommand = Command.make(
   "serve",
   {
@@ -166,39 +206,16 @@ const serveCommand = Command.make(
       Flag.withDescription("Speak HTTP/1.1 to clients, or SCGI to a front end such as nginx. (default http)"),
       Flag.withDefault("http")
     ),
+    logFormat: Flag.Literals("log-format", LogFormat.literals).pipe(
+      Flag.withDescription(
+        "How the server's own log is written to standard error (the access log goes to standard output or --access-log-file): pretty, one JSON object per line, or logfmt. Its level: --log-level. (default pretty)"
+      ),
+      Flag.withDefault("pretty")
+    ),
     options: Object.fromEntries(flags.map((flag) => [flag.key, flag.flag]))
   },
-  Effect.fnUntraced(function* ({ module, protocol, options }) {
-    const all = givenOptions(options)
-    const given = Object.fromEntries(
-      Object.entries(all).filter(([key]) => !poolKeys.has(key) && !identityKeys.has(key))
-    )
-    const pool = Object.fromEntries(Object.entries(all).filter(([key]) => poolKeys.has(key)))
-    const as = yield* decodeOptions(
-      IdentityOptions,
-      Object.fromEntries(Object.entries(all).filter(([key]) => identityKeys.has(key)))
-    )
-    yield* checkTarget(given)
-    yield* checkProtocol(protocol, given)
-    // Refused before anything is bound when this process may not become that user.
-    const identity = yield* resolveIdentity(as)
-    if (Object.keys(pool).length > 0) {
-      yield* decodeOptions(PreforkPoolOptions, pool)
-      const server =
-        protocol === "scgi"
-          ? yield* decodeOptions(ScgiServerOptions, given).pipe(Effect.as(given))
-          : yield* Effect.tap(withTls(given), (withPem) => decodeOptions(Http1ServerOptions, withPem))
-      return yield* preforked(module, protocol, server, { ...pool, ...as })
-    }
-    // The server decodes its options too; decoding them here reports a value the Schema refuses
-    // before the module is loaded.
-    if (protocol === "scgi") {
-      const decoded = yield* decodeOptions(ScgiServerOptions, given)
-      return yield* serve(module, { protocol: "scgi", options: decoded }, identity)
-    }
-    const decoded = yield* decodeOptions(Http1ServerOptions, yield* withTls(given))
-    return yield* serve(module, { protocol: "http", options: decoded }, identity)
-  })
+  ({ module, protocol, logFormat, options }) =>
+    serveWith(module, protocol, logFormat, options).pipe(Effect.provide(Logs.layer(logFormat)))
 ).pipe(
   Command.withDescription(
     "Serves an Effect HTTP app (Effect<HttpServerResponse, E, HttpServerRequest>) or an HttpRouter " +
@@ -227,7 +244,7 @@ const preforked = (
   module: string,
   protocol: "http" | "scgi",
   server: Readonly<Record<string, unknown>>,
-  pool: Readonly<Record<string, unknown>>
+  pool: Readonly<Record<string, unknown>> & { readonly logFormat: LogFormat }
 ) =>
   Effect.gen(function* () {
     const ref = parseModuleRef(module)
@@ -239,7 +256,11 @@ const preforked = (
       Effect.gen(function* () {
         const running = yield* Prefork.make({ ...pool, module, protocol, server })
         const workers = (yield* running.snapshot).workers.length
-        yield* Console.log(`listening on ${formatListening(running.address, scheme)} (${workers} workers)`)
+        const url = formatListening(running.address, scheme)
+        yield* Effect.logInfo(
+          startupLine(module, protocol, url, `${workers} workers, dispatch ${String(pool.dispatch ?? "shared")}`)
+        )
+        yield* Console.log(`listening on ${url} (${workers} workers)`)
         return yield* running.halted
       })
     )
@@ -249,25 +270,6 @@ const command = Command.make("effect-appserver").pipe(
   Command.withDescription("Application servers for Effect HTTP apps: HTTP/1.1 and SCGI."),
   Command.withSubcommands([serveCommand])
 )
-
-/**
- * The package's version, from the nearest package.json above this module named effect-appserver:
- * found the same way from src/cli/ and from a build's dist/cli/, and never another package's.
- *
- * @since 0.1.0
- */
-export const packageVersion = (from: string = import.meta.dirname): string => {
-  for (let dir = from; ; dir = Path.dirname(dir)) {
-    const file = Path.join(dir, "package.json")
-    if (Fs.existsSync(file)) {
-      const json: unknown = JSON.parse(Fs.readFileSync(file, "utf8"))
-      if (typeof json === "object" && json !== null && "name" in json && json.name === "effect-appserver") {
-        return "version" in json && typeof json.version === "string" ? json.version : "unknown"
-      }
-    }
-    if (Path.dirname(dir) === dir) return "unknown"
-  }
-}
 
 /** Which of the command line's words is a flag's name, for messages about stray values. */
 const flagBefore = (argv: ReadonlyArray<string>, value: string): OptionFlag | undefined => {

@@ -24,6 +24,7 @@ import type { Http1ServerOptionsInput, ScgiServerOptionsInput } from "../options
 import { dropPrivileges, type Identity } from "../process/Identity.ts"
 import * as ScgiServer from "../scgi/ScgiServer.ts"
 import type { Stats } from "../stats/ServerStats.ts"
+import { packageVersion } from "./version.ts"
 
 /**
  * The module could not be loaded or does not export an app.
@@ -252,6 +253,14 @@ export const serveLayer = (
   )
 
 /**
+ * The log line a server starts with: what serves what, where, how.
+ *
+ * @since 0.1.0
+ */
+export const startupLine = (module: string, protocol: "http" | "scgi", url: string, processes: string): string =>
+  `effect-appserver ${packageVersion()} (pid ${process.pid}, Node ${process.version}): serving ${module} over ${protocol} on ${url}, ${processes}`
+
+/**
  * Which server to run, with its options.
  *
  * @since 0.1.0
@@ -279,9 +288,13 @@ export const serve = (module: string, how: ServeProtocol, identity?: Identity) =
     )
     const scheme = how.protocol === "scgi" ? "scgi" : how.options.tls === undefined ? "http" : "https"
     const announce = Layer.effectDiscard(
-      Effect.flatMap(HttpServer.HttpServer, (server) =>
-        Console.log(`listening on ${formatListening(server.address, scheme)}`)
-      )
+      Effect.flatMap(HttpServer.HttpServer, (server) => {
+        const url = formatListening(server.address, scheme)
+        return Effect.andThen(
+          Effect.logInfo(startupLine(module, how.protocol, url, "a single process")),
+          Console.log(`listening on ${url}`)
+        )
+      })
     )
     const server = how.protocol === "scgi" ? ScgiServer.layer(how.options) : Http1Server.layer(how.options)
     yield* Layer.launch(announce.pipe(Layer.provideMerge(app), Layer.provide(server)))

@@ -13,7 +13,7 @@
 import * as Net from "node:net"
 import * as PerfHooks from "node:perf_hooks"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Data, Deferred, Effect, Exit, Layer, Logger, Option, Runtime, Schedule, type Scope } from "effect"
+import { Cause, Data, Deferred, Effect, Exit, Layer, Option, References, Runtime, Schedule, type Scope } from "effect"
 import type * as HttpMiddleware from "effect/http/HttpMiddleware"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as Http1Server from "../http/Http1Server.ts"
@@ -21,6 +21,8 @@ import { type ConnectionSource, HandedConnections } from "../listen/Handoff.ts"
 import type { FromWorker, OldestRequest, StartWorker } from "../prefork/Messages.ts"
 import { decodeToWorker } from "../prefork/Messages.ts"
 import * as ScgiServer from "../scgi/ScgiServer.ts"
+import { Health, ServerHealth } from "../stats/Health.ts"
+import * as Logs from "../stats/Logs.ts"
 import { loadServed, MissingService, parseModuleRef, serveLayer } from "./serve.ts"
 
 const send = (message: FromWorker): void => {
@@ -291,8 +293,26 @@ const stopRequests: Effect.Effect<Deferred.Deferred<string>, never, Scope.Scope>
   ({ release }) => Effect.sync(release)
 ).pipe(Effect.map(({ stop }) => stop))
 
-/** Signals meant for the primary (reload, scale) that reach a worker too (a terminal's process group). */
-const primarySignals: ReadonlyArray<NodeJS.Signals> = ["SIGHUP", "SIGTTIN", "SIGTTOU", "SIGUSR2"]
+/** The pool's health: draining once the primary says `Draining`. */
+const poolHealth: Effect.Effect<Health, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.sync(() => {
+    const health = new Health()
+    const onMessage = (raw: unknown) => {
+      const message = decodeToWorker(raw)
+      if (Option.isSome(message) && message.value._tag === "Draining") health.draining = true
+    }
+    process.on("message", onMessage)
+    return { health, release: () => process.off("message", onMessage) }
+  }),
+  ({ release }) => Effect.sync(release)
+).pipe(Effect.map(({ health }) => health))
+
+/**
+ * Signals meant for the primary (reload, scale) that reach a worker too (a terminal's process
+ * group), and SIGUSR1, which the primary forwards for the access log file (its server reopens
+ * it): without a listener, SIGUSR1 would start Node's inspector in a worker still booting.
+ */
+const primarySignals: ReadonlyArray<NodeJS.Signals> = ["SIGHUP", "SIGTTIN", "SIGTTOU", "SIGUSR1", "SIGUSR2"]
 
 const describeFailure = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)
@@ -308,44 +328,56 @@ class BootFailed extends Data.TaggedError("BootFailed") {
 const serveWorker = Effect.gen(function* () {
   const stop = yield* stopRequests
   const start = yield* started
-  const load = new Load(start.concurrency, start.requestLimit, start.heartbeat)
-  const listen = start.listen._tag === "Fd" ? { fd: start.listen.fd } : {}
-  const concurrency = start.concurrency > 0 ? { maxConcurrentRequests: start.concurrency } : {}
-  const handed = start.listen._tag === "Handoff" ? yield* handedConnections(load) : undefined
-  const booted = yield* Effect.exit(
-    Effect.gen(function* () {
-      const ref = parseModuleRef(start.module)
-      const served = yield* loadServed(ref)
-      const server =
-        start.protocol === "scgi"
-          ? ScgiServer.layer({ ...start.server, ...listen, ...concurrency })
-          : Http1Server.layer({ ...start.server, ...listen, ...concurrency })
-      yield* Layer.build(serveLayer(served, ref.path, load.middleware).pipe(Layer.provide(server)))
-    }).pipe(Effect.provideService(HandedConnections, handed))
+  return yield* serveStarted(start, stop).pipe(
+    Effect.annotateLogs({ worker: start.id, pid: process.pid }),
+    Effect.provideService(References.MinimumLogLevel, start.logLevel),
+    Effect.provide(Logs.layer(start.logFormat))
   )
-  if (Exit.isFailure(booted)) {
-    const reason = describeFailure(booted.cause)
-    send({ _tag: "BootFailed", reason })
-    // Why goes to stderr, which the primary keeps for the WorkerError it halts with: Effect's
-    // default logger (and so runMain's report of the failure) writes to stdout, which the primary
-    // passes through unread, so the WorkerError's stderr was empty.
-    yield* Effect.logError(booted.cause).pipe(Effect.provideService(Logger.LogToStderr, true))
-    return yield* new BootFailed()
-  }
-  send({ _tag: "Ready" })
-  yield* Effect.acquireRelease(
-    Effect.sync(() => load.watchUtilization(start.busyUtilization)),
-    (stop) => Effect.sync(stop)
-  )
-  yield* Effect.forkScoped(
-    Effect.repeat(
-      Effect.sync(() => load.report()),
-      Schedule.spaced(start.heartbeat)
-    )
-  )
-  const why = yield* Deferred.await(stop)
-  yield* Effect.logDebug(`worker ${start.id} (pid ${process.pid}) stopping: ${why}`)
 })
+
+/** Serves as `start` says until `stop` completes. */
+const serveStarted = (start: StartWorker, stop: Deferred.Deferred<string>) =>
+  Effect.gen(function* () {
+    const load = new Load(start.concurrency, start.requestLimit, start.heartbeat)
+    const listen = start.listen._tag === "Fd" ? { fd: start.listen.fd } : {}
+    const concurrency = start.concurrency > 0 ? { maxConcurrentRequests: start.concurrency } : {}
+    const handed = start.listen._tag === "Handoff" ? yield* handedConnections(load) : undefined
+    // The health path reports the pool's stop, which the primary announces: not this worker's own
+    // (a worker retiring while the pool serves on is not the host going away).
+    const health = yield* poolHealth
+    const booted = yield* Effect.exit(
+      Effect.gen(function* () {
+        const ref = parseModuleRef(start.module)
+        const served = yield* loadServed(ref)
+        const server =
+          start.protocol === "scgi"
+            ? ScgiServer.layer({ ...start.server, ...listen, ...concurrency })
+            : Http1Server.layer({ ...start.server, ...listen, ...concurrency })
+        yield* Layer.build(serveLayer(served, ref.path, load.middleware).pipe(Layer.provide(server)))
+      }).pipe(Effect.provideService(HandedConnections, handed), Effect.provideService(ServerHealth, health))
+    )
+    if (Exit.isFailure(booted)) {
+      const reason = describeFailure(booted.cause)
+      send({ _tag: "BootFailed", reason })
+      // Why goes to stderr (as all the worker's logs), which the primary keeps for the WorkerError
+      // it halts with.
+      yield* Effect.logError(booted.cause)
+      return yield* new BootFailed()
+    }
+    send({ _tag: "Ready" })
+    yield* Effect.acquireRelease(
+      Effect.sync(() => load.watchUtilization(start.busyUtilization)),
+      (stop) => Effect.sync(stop)
+    )
+    yield* Effect.forkScoped(
+      Effect.repeat(
+        Effect.sync(() => load.report()),
+        Schedule.spaced(start.heartbeat)
+      )
+    )
+    const why = yield* Deferred.await(stop)
+    yield* Effect.logDebug(`worker ${start.id} (pid ${process.pid}) stopping: ${why}`)
+  })
 
 /**
  * Runs the worker.

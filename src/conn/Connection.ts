@@ -166,6 +166,10 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
     return this.peerAddress ?? this.socket.remoteAddress
   }
 
+  get remotePort(): number | undefined {
+    return this.socket.remotePort
+  }
+
   get maxDrainSize(): number {
     return this.server.config.maxDrainSize
   }
@@ -849,6 +853,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
     this.server.runner.rejected(error, {
       // Over SCGI the client's address is in variables that were not understood.
       remoteAddress: protocol.peerIsClient ? this.socket.remoteAddress : undefined,
+      remotePort: protocol.peerIsClient ? this.socket.remotePort : undefined,
       bytes: Buffer.byteLength(body)
     })
     this.write(protocol.simpleResponse(error.status, body, true))

@@ -57,6 +57,7 @@ export interface ExchangeHost {
   readonly maxDrainSize: number
   /** The socket's peer address (the client's over HTTP, the front end's over SCGI). */
   readonly remoteAddress: string | undefined
+  readonly remotePort: number | undefined
   /** The TLS session, on TLS connections. */
   readonly tls: TlsInfo | undefined
   write(data: string | Uint8Array): boolean
@@ -143,6 +144,8 @@ export abstract class Exchange implements RunExchange, ResponseTarget, BodySourc
   private bodyCut = false
   /** The connection switched protocols for this exchange (a `101` went out). */
   upgraded = false
+  /** The client's address and port as the request started, for its access log line. */
+  peer: { readonly address: string | undefined; readonly port: number | undefined } | undefined = undefined
 
   constructor(host: ExchangeHost, maxBodySize: number, keepAlive: boolean, declaredLength: number) {
     this.host = host
@@ -160,6 +163,7 @@ export abstract class Exchange implements RunExchange, ResponseTarget, BodySourc
   abstract readonly rawHeaders: ReadonlyArray<string>
   abstract readonly authority: string | undefined
   abstract readonly remoteAddress: string | undefined
+  abstract readonly remotePort: number | undefined
   abstract readonly protocol: "http" | "https"
   abstract readonly tls: TlsInfo | undefined
   /** The peer said this request is its last on the connection: it sends nothing after it. */

@@ -15,13 +15,14 @@ import type * as HttpPlatform from "effect/http/HttpPlatform"
 import * as HttpServer from "effect/http/HttpServer"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import type * as Scope from "effect/Scope"
-import type { BindError } from "../errors.ts"
+import { type BindError, InvalidOptions } from "../errors.ts"
 import * as Gateway from "../gateway/Gateway.ts"
 import { makeRunner } from "../gateway/Runner.ts"
 import { Acceptor, createServer } from "../listen/Acceptor.ts"
 import { HandedConnections } from "../listen/Handoff.ts"
 import { type ListenTarget, listen, listenerLabel } from "../listen/Listener.ts"
-import type { AccessLogFormat } from "../stats/AccessLog.ts"
+import { type AccessLogFormat, AccessLogSink } from "../stats/AccessLog.ts"
+import { Health, ServerHealth } from "../stats/Health.ts"
 import { registerMetrics, ServerStats, Stats } from "../stats/ServerStats.ts"
 import { Admission } from "../wire/Admission.ts"
 import { Connection, type ConnectionServer, type DriverConfig } from "./Connection.ts"
@@ -41,9 +42,14 @@ export interface ServerSpec<H extends { readonly _tag: "Head" }, X extends Excha
   readonly driver: DriverConfig
   readonly maxConnections: number
   readonly shutdownTimeout: number
+  readonly stopDelay: number
+  /** The path the server answers itself with its health (200, 503 once stopping). */
+  readonly healthPath: string | undefined
   readonly maxConcurrentRequests: number
   readonly requestQueueTimeout: number
   readonly accessLog: AccessLogFormat | "off"
+  /** Append access log lines to this file (reopened on SIGUSR1) instead of standard output. */
+  readonly accessLogFile: string | undefined
   /** Other periods (ms) the sweep serves, such as WebSocket pings. */
   readonly periods?: ReadonlyArray<number> | undefined
   /** Work before a socket is served (a TLS handshake), given the server's statistics. */
@@ -53,6 +59,40 @@ export interface ServerSpec<H extends { readonly _tag: "Head" }, X extends Excha
     | ((exchange: X, context: Context.Context<HttpServerRequest>) => Context.Context<HttpServerRequest>)
     | undefined
 }
+
+/**
+ * The access log's sink for the server's lifetime: standard output, or the file, reopened on
+ * SIGUSR1 (logrotate's `postrotate`, as for nginx). Closing writes what is queued: a line for a
+ * request answered just before the stop is not lost.
+ */
+const accessLogSink = (spec: {
+  readonly accessLogFile: string | undefined
+}): Effect.Effect<AccessLogSink, InvalidOptions, Scope.Scope> =>
+  Effect.gen(function* () {
+    const context = yield* Effect.context<never>()
+    const path = spec.accessLogFile
+    const onError = (error: Error) =>
+      Effect.runForkWith(context)(Effect.logError(`access log ${path ?? "(stdout)"}: lines lost: ${error.message}`))
+    const sink = yield* Effect.acquireRelease(
+      Effect.try({
+        try: () => new AccessLogSink(path, onError),
+        catch: (error) =>
+          new InvalidOptions({
+            option: "accessLogFile",
+            detail: `cannot open ${path}: ${error instanceof Error ? error.message : String(error)}`
+          })
+      }),
+      (sink) => Effect.sync(() => sink.close())
+    )
+    if (path !== undefined) {
+      const reopen = () => sink.reopen()
+      yield* Effect.acquireRelease(
+        Effect.sync(() => process.on("SIGUSR1", reopen)),
+        () => Effect.sync(() => process.off("SIGUSR1", reopen))
+      )
+    }
+    return sink
+  })
 
 /**
  * Listens and provides `HttpServer` and `Stats`. Binding happens now (bind failures are typed);
@@ -70,14 +110,30 @@ export interface ServerSpec<H extends { readonly _tag: "Head" }, X extends Excha
  */
 export const makeServer = <H extends { readonly _tag: "Head" }, X extends Exchange>(
   spec: ServerSpec<H, X>
-): Effect.Effect<Context.Context<HttpServer.HttpServer | Stats>, BindError, Scope.Scope> =>
+): Effect.Effect<Context.Context<HttpServer.HttpServer | Stats>, BindError | InvalidOptions, Scope.Scope> =>
   Effect.gen(function* () {
+    if (spec.accessLogFile !== undefined && spec.accessLog === "off") {
+      return yield* new InvalidOptions({
+        option: "accessLogFile",
+        detail: "has no lines to write: set accessLog to common, combined or json"
+      })
+    }
     const stats = new ServerStats()
     const server = createServer(spec.noDelay)
     const { driver } = spec
+    // A prefork worker reports the pool's health; a server of its own, its own stop.
+    const given = yield* ServerHealth
+    const health = given ?? new Health()
     const acceptor = new Acceptor<Connection<H, X>>(server, stats, {
       maxConnections: spec.maxConnections,
       shutdownTimeout: spec.shutdownTimeout,
+      stopDelay: spec.stopDelay,
+      onStop:
+        given === undefined
+          ? () => {
+              health.draining = true
+            }
+          : undefined,
       timeouts: [
         driver.headersTimeout,
         driver.requestTimeout,
@@ -96,6 +152,8 @@ export const makeServer = <H extends { readonly _tag: "Head" }, X extends Exchan
     const listener = yield* listen(server, target)
     yield* Effect.addFinalizer(() => acceptor.closeWaiting)
     yield* registerMetrics(stats, listenerLabel(target, listener.address))
+    const accessLog =
+      spec.accessLog === "off" ? undefined : { format: spec.accessLog, sink: yield* accessLogSink(spec) }
     // Runs before the listener's own release (finalizers run in reverse), so that closing the
     // listener never waits for connections nobody is closing.
     yield* Effect.addFinalizer(() => acceptor.shutdown)
@@ -109,8 +167,9 @@ export const makeServer = <H extends { readonly _tag: "Head" }, X extends Exchan
           handled: Gateway.toHandled(app, middleware),
           services,
           stats,
-          accessLog: spec.accessLog,
-          contextOf: spec.contextOf
+          accessLog,
+          contextOf: spec.contextOf,
+          health: spec.healthPath === undefined ? undefined : { path: spec.healthPath, state: health }
         })
         // One record for all the connections of this app (the acceptor's `forget` is the same
         // function for each of them).

@@ -7,7 +7,9 @@
 import { Context, Effect, type Exit, type Fiber, Option } from "effect"
 import { causeResponseStripped } from "effect/http/HttpServerError"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
-import { type AccessLogFormat, formatAccess } from "../stats/AccessLog.ts"
+import * as HttpServerResponse from "effect/http/HttpServerResponse"
+import { type AccessLogFormat, type AccessLogSink, formatAccess } from "../stats/AccessLog.ts"
+import type { Health } from "../stats/Health.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
 import * as Gateway from "./Gateway.ts"
 import type { RequestSource } from "./ServerRequest.ts"
@@ -35,6 +37,9 @@ export interface RunExchange extends RequestSource {
   readonly aborted: boolean
   /** The connection is gone: the client left, or the response was aborted. */
   readonly closed: boolean
+  readonly remotePort: number | undefined
+  /** The client's address and port as the request started (set with an access log). */
+  peer: { readonly address: string | undefined; readonly port: number | undefined } | undefined
 }
 
 /**
@@ -54,11 +59,26 @@ export interface RequestRunner<X extends RunExchange> {
    */
   readonly rejected: (
     error: { readonly status: number; readonly reason: string },
-    answered?: { readonly remoteAddress: string | undefined; readonly bytes: number }
+    answered?: {
+      readonly remoteAddress: string | undefined
+      readonly remotePort: number | undefined
+      readonly bytes: number
+    }
   ) => void
   /** Something about a connection worth an operator's attention (a send timeout), logged at Info. */
   readonly notice: (message: string, annotations: Readonly<Record<string, unknown>>) => void
 }
+
+/**
+ * The health path's answer: 200 while serving, 503 once stopping, never cached (a probe must
+ * see the change at once).
+ */
+const healthApp = (state: Health) =>
+  Effect.sync(() =>
+    state.draining
+      ? HttpServerResponse.text("stopping\n", { status: 503, headers: { "cache-control": "no-store" } })
+      : HttpServerResponse.text("ok\n", { status: 200, headers: { "cache-control": "no-store" } })
+  )
 
 const header = (exchange: RunExchange, name: string): string | undefined => {
   const raw = exchange.rawHeaders
@@ -76,39 +96,50 @@ export const makeRunner = <X extends RunExchange>(options: {
   readonly handled: Effect.Effect<void, never, HttpServerRequest>
   readonly services: Context.Context<never>
   readonly stats: ServerStats
-  readonly accessLog: AccessLogFormat | "off"
+  /** Where each request's access log line goes, in which format; undefined for none. */
+  readonly accessLog: { readonly format: AccessLogFormat; readonly sink: AccessLogSink } | undefined
   readonly contextOf?:
     | ((exchange: X, context: Context.Context<HttpServerRequest>) => Context.Context<HttpServerRequest>)
     | undefined
+  /** The health path, answered here without the app (nor its middleware). */
+  readonly health?: { readonly path: string; readonly state: Health } | undefined
 }): RequestRunner<X> => {
-  const { accessLog, contextOf, handled, services, stats } = options
+  const { accessLog, contextOf, handled, services, stats, health } = options
+  const healthHandled = health === undefined ? undefined : Gateway.toHandled(healthApp(health.state))
+  const isHealthCheck = (url: string): boolean => {
+    if (health === undefined || !url.startsWith(health.path)) return false
+    const rest = url.length - health.path.length
+    return rest === 0 || url.charCodeAt(health.path.length) === 0x3f // "?"
+  }
   const log = (effect: Effect.Effect<void>) => {
     Effect.runForkWith(services)(effect)
   }
   return {
     run: (exchange) => {
+      // Now, while the socket is open: a client that leaves before its response is logged too.
+      if (accessLog !== undefined) exchange.peer = { address: exchange.remoteAddress, port: exchange.remotePort }
       const context = Context.add(services, HttpServerRequest, new ServerRequest(exchange))
-      return Effect.runForkWith(contextOf === undefined ? context : contextOf(exchange, context))(handled)
+      const program = healthHandled !== undefined && isHealthCheck(exchange.url) ? healthHandled : handled
+      return Effect.runForkWith(contextOf === undefined ? context : contextOf(exchange, context))(program)
     },
     completed: (exchange, exit) => {
       const seconds = (performance.now() - exchange.receivedTick) / 1000
       stats.duration(seconds)
-      if (accessLog !== "off") {
-        log(
-          Effect.log(
-            formatAccess(accessLog, {
-              remoteAddress: exchange.remoteAddress,
-              time: exchange.receivedAt,
-              method: exchange.method,
-              target: exchange.target,
-              protocol: exchange.protocolLabel,
-              status: exchange.status,
-              bytes: exchange.bytesSent,
-              referer: header(exchange, "referer"),
-              userAgent: header(exchange, "user-agent"),
-              duration: seconds
-            })
-          )
+      if (accessLog !== undefined) {
+        accessLog.sink.write(
+          formatAccess(accessLog.format, {
+            remoteAddress: exchange.peer?.address ?? exchange.remoteAddress,
+            remotePort: exchange.peer?.port ?? exchange.remotePort,
+            time: exchange.receivedAt,
+            method: exchange.method,
+            target: exchange.target,
+            protocol: exchange.protocolLabel,
+            status: exchange.status,
+            bytes: exchange.bytesSent,
+            referer: header(exchange, "referer"),
+            userAgent: header(exchange, "user-agent"),
+            duration: seconds
+          })
         )
       }
       if (exit._tag !== "Failure") return
@@ -133,24 +164,23 @@ export const makeRunner = <X extends RunExchange>(options: {
     rejected: (error, answered) => {
       stats.protocolError(error.status)
       log(Effect.logDebug("request refused", error.status, error.reason))
-      if (accessLog === "off" || answered === undefined) return
+      if (accessLog === undefined || answered === undefined) return
       // As nginx and Apache do, a refused request is logged too; its request line is "-": what
       // arrived is not a request the server understood.
-      log(
-        Effect.log(
-          formatAccess(accessLog, {
-            remoteAddress: answered.remoteAddress,
-            time: Date.now(),
-            method: "",
-            target: "",
-            protocol: "",
-            status: error.status,
-            bytes: answered.bytes,
-            referer: undefined,
-            userAgent: undefined,
-            duration: 0
-          })
-        )
+      accessLog.sink.write(
+        formatAccess(accessLog.format, {
+          remoteAddress: answered.remoteAddress,
+          remotePort: answered.remotePort,
+          time: Date.now(),
+          method: "",
+          target: "",
+          protocol: "",
+          status: error.status,
+          bytes: answered.bytes,
+          referer: undefined,
+          userAgent: undefined,
+          duration: 0
+        })
       )
     }
   }

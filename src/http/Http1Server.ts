@@ -115,9 +115,12 @@ export const make = (
       },
       maxConnections: config.maxConnections,
       shutdownTimeout: millis(config.shutdownTimeout),
+      stopDelay: millis(config.stopDelay),
+      healthPath: config.healthPath,
       maxConcurrentRequests: config.maxConcurrentRequests,
       requestQueueTimeout: millis(config.requestQueueTimeout),
       accessLog: config.accessLog,
+      accessLogFile: config.accessLogFile,
       periods: [webSocket.pingInterval],
       prepare:
         tlsContext === undefined || tlsSettings === undefined ? undefined : handshake(config, tlsContext, tlsSettings)

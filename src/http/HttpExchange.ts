@@ -79,6 +79,9 @@ export class HttpExchange extends Exchange {
   get remoteAddress(): string | undefined {
     return this.host.remoteAddress
   }
+  get remotePort(): number | undefined {
+    return this.host.remotePort
+  }
   get protocol(): "http" | "https" {
     return this.settings.scheme
   }

@@ -46,6 +46,13 @@ export interface AcceptorOptions {
   readonly maxConnections: number
   /** Milliseconds requests in progress get when the server stops. */
   readonly shutdownTimeout: number
+  /**
+   * Milliseconds the server keeps serving as usual once its stop begins, before it stops
+   * accepting and drains: load balancers that poll the health path see it fail meanwhile.
+   */
+  readonly stopDelay: number
+  /** Called the moment the stop begins (before `stopDelay`). */
+  readonly onStop?: (() => void) | undefined
   /** The timeouts in milliseconds (0 for none) whose deadlines the sweep checks. */
   readonly timeouts: ReadonlyArray<number>
   /** The answer (a 503) to a connection over maxConnections, which is then closed. */
@@ -158,19 +165,40 @@ export class Acceptor<C extends LiveConnection> {
 
   private get stop(): Effect.Effect<void> {
     const self = this
+    const { shutdownTimeout, stopDelay } = this.options
     return Effect.gen(function* () {
+      self.options.onStop?.()
+      if (stopDelay > 0 && !self.stopping) {
+        yield* Effect.logInfo(
+          `stopping in ${stopDelay / 1000} s (stopDelay): serving meanwhile, the health check answers 503`
+        )
+        yield* Effect.sleep(stopDelay)
+      }
       self.stopping = true
       self.accept = undefined
       self.server.close()
+      let busy = 0
       self.live.forEach((conn) => {
+        if (conn.state !== ConnState.Idle && conn.state !== ConnState.New) busy++
         conn.drainForShutdown()
       })
+      if (busy > 0) {
+        yield* Effect.logInfo(
+          `stopping: ${busy} of ${self.live.size} connections have a request in progress; ` +
+            `waiting up to ${shutdownTimeout / 1000} s (shutdownTimeout) for them`
+        )
+      }
       const drained = Effect.callback<void>((resume) => {
         if (self.live.size === 0) return resume(Effect.void)
         self.onEmpty = () => resume(Effect.void)
       })
-      yield* Effect.timeoutOption(drained, self.options.shutdownTimeout)
+      const finished = yield* Effect.timeoutOption(drained, shutdownTimeout)
       self.onEmpty = undefined
+      if (finished._tag === "None" && self.live.size > 0) {
+        yield* Effect.logWarning(
+          `shutdownTimeout (${shutdownTimeout / 1000} s) reached: closing ${self.live.size} connections, interrupting their requests`
+        )
+      }
       yield* Effect.forEach(self.live.toArray(), (conn) => conn.stop, { concurrency: "unbounded", discard: true })
     })
   }

@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 import { Schema } from "effect"
+import { LogFormat } from "../stats/Logs.ts"
 
 /**
  * Where a worker takes its connections from.
@@ -42,7 +43,11 @@ export const StartWorker = Schema.TaggedStruct("Start", {
   /** Event-loop utilisation over the last second at which it counts as busy; 0 for never. */
   busyUtilization: Schema.Number,
   /** Requests after which the worker asks to retire; 0 for never. */
-  requestLimit: Schema.Number
+  requestLimit: Schema.Number,
+  /** How the worker writes its own log (to stderr, which the primary passes on). */
+  logFormat: LogFormat,
+  /** The least severe level it logs (Effect's LogLevel). */
+  logLevel: Schema.Literals(["All", "Fatal", "Error", "Warn", "Info", "Debug", "Trace", "None"])
 })
 
 /**
@@ -61,6 +66,8 @@ export const ToWorker = Schema.Union([
   StartWorker,
   /** Stop gracefully: stop accepting, finish what is in progress (up to shutdownTimeout), exit. */
   Schema.TaggedStruct("Stop", {}),
+  /** The pool is stopping (its stopDelay, then Stop): the health path answers 503 from now on. */
+  Schema.TaggedStruct("Draining", {}),
   /** A connection handed over (dispatch `primary`); the socket travels with the message. */
   Schema.TaggedStruct("Connection", {})
 ])

@@ -15,10 +15,12 @@
  */
 import type * as Net from "node:net"
 import { type Cause, Clock, Deferred, Duration, Effect, type Fiber, Option, type Pull, Schedule } from "effect"
+import type * as LogLevel from "effect/LogLevel"
 import { WorkerError } from "../errors.ts"
 import { stablePeriodMillis } from "../process/Backoff.ts"
 import { describeExitStatus } from "../process/Exit.ts"
 import { forkNode, type NodeChild } from "../process/NodeChild.ts"
+import type { LogFormat } from "../stats/Logs.ts"
 import { decodeFromWorker, type FromWorker, type OldestRequest, type StartWorker } from "./Messages.ts"
 
 /**
@@ -57,6 +59,9 @@ export interface PoolSpec {
   /** The worker program and the Node flags to run it with. */
   readonly workerEntry: string
   readonly execArgv: ReadonlyArray<string>
+  /** How the workers log: the primary's format and level. */
+  readonly logFormat: LogFormat
+  readonly logLevel: LogLevel.LogLevel
   /** The user and group the workers run as; undefined: this process's. */
   readonly identity: { readonly uid: number; readonly gid: number } | undefined
 }
@@ -334,7 +339,9 @@ export class Pool {
         heartbeat: spec.workerTimeout > 0 ? Math.max(100, Math.floor(spec.workerTimeout / 4)) : 10_000,
         concurrency: spec.workerConcurrency,
         busyUtilization: spec.workerBusyUtilization,
-        requestLimit: spec.maxRequests > 0 ? spec.maxRequests + jitter : 0
+        requestLimit: spec.maxRequests > 0 ? spec.maxRequests + jitter : 0,
+        logFormat: spec.logFormat,
+        logLevel: spec.logLevel
       }
       started.start = start
       if (spec.recycle !== undefined) started.recycle = yield* Schedule.toStep(spec.recycle)
@@ -715,6 +722,11 @@ export class Pool {
   /** Sends a signal to every worker. */
   killWorkers(signal: NodeJS.Signals): void {
     for (const w of this.workers) w.child.kill(signal)
+  }
+
+  /** The pool is stopping: every worker's health path answers 503 from now on. */
+  announceDraining(): void {
+    for (const w of this.workers) w.child.send({ _tag: "Draining" })
   }
 
   /**

@@ -18,7 +18,7 @@
  */
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { Clock, Context, Deferred, Effect, FiberSet, Layer, Schedule } from "effect"
+import { Clock, Context, Deferred, Effect, FiberSet, Layer, References, Schedule } from "effect"
 import type * as NetAddress from "effect/net/NetAddress"
 import type * as Scope from "effect/Scope"
 import { type BindError, InvalidOptions, type WorkerError } from "../errors.ts"
@@ -35,6 +35,7 @@ import {
 } from "../options.ts"
 import { restartBackoff } from "../process/Backoff.ts"
 import { resolveIdentity } from "../process/Identity.ts"
+import type { LogFormat } from "../stats/Logs.ts"
 import { simpleResponse, simpleScgiResponse } from "../wire/simpleResponse.ts"
 import { acceptQueueOf } from "./AcceptQueue.ts"
 import { Dispatcher } from "./Dispatcher.ts"
@@ -70,6 +71,11 @@ export type PreforkOptions = PreforkPoolOptionsInput & {
    */
   readonly user?: string | undefined
   readonly group?: string | undefined
+  /**
+   * How the workers write their own log to stderr (default "pretty"); they log at the level
+   * this program's MinimumLogLevel has when the pool starts.
+   */
+  readonly logFormat?: LogFormat | undefined
 }
 
 /**
@@ -152,8 +158,10 @@ export const make = (
       execArgv,
       user,
       group,
+      logFormat = "pretty",
       ...poolInput
     } = options
+    const logLevel = yield* References.MinimumLogLevel
     const identity = yield* resolveIdentity({ user, group })
     const pool = yield* decodeOptions(PreforkPoolOptions, poolInput)
     const serverConfig =
@@ -172,7 +180,9 @@ export const make = (
       // A worker stops while others keep serving (recycling, reloads, scaling down): requests racing
       // its stop on idle and new connections are answered, not lost, unless the options say otherwise.
       drainGrace: workerDrainGrace,
-      ...Object.fromEntries(Object.entries(server).filter(([key]) => !listenKeys.has(key)))
+      ...Object.fromEntries(Object.entries(server).filter(([key]) => !listenKeys.has(key))),
+      // The primary waits out stopDelay before it tells the workers to stop (see below).
+      stopDelay: 0
     }
     const fibers = yield* FiberSet.make<unknown, unknown>()
     const runFork = yield* FiberSet.runtime(fibers)<never>()
@@ -197,7 +207,9 @@ export const make = (
         recycle,
         workerEntry: workerEntry(),
         execArgv: execArgv ?? process.execArgv,
-        identity
+        identity,
+        logFormat,
+        logLevel
       },
       runFork
     )
@@ -257,6 +269,20 @@ export const make = (
         )
       )
     }
+    // Registered last, so it runs first when the pool stops: the workers' health paths answer 503,
+    // and for stopDelay the pool serves on (the primary still accepting, with dispatch primary)
+    // before the graceful stop.
+    const stopDelay = millis(serverConfig.stopDelay)
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        running.announceDraining()
+        if (stopDelay === 0) return
+        yield* Effect.logInfo(
+          `stopping in ${stopDelay / 1000} s (stopDelay): serving meanwhile, the health check answers 503`
+        )
+        yield* Effect.sleep(stopDelay)
+      })
+    )
     const metrics = yield* registerPoolMetrics(() => running.snapshot(Date.now()), listenerLabel(target, address))
     yield* FiberSet.run(fibers, running.run(tickMillis))
     // Per-worker metrics follow the workers as they come and go.
@@ -265,7 +291,11 @@ export const make = (
       const handlers: ReadonlyArray<readonly [NodeJS.Signals, () => void]> = [
         ["SIGHUP", () => running.reload()],
         ["SIGTTIN", () => running.scale(1)],
-        ["SIGTTOU", () => running.scale(-1)]
+        ["SIGTTOU", () => running.scale(-1)],
+        // logrotate signals the primary: the workers write the access log, and reopen it.
+        ...(serverConfig.accessLogFile === undefined
+          ? []
+          : [["SIGUSR1", () => running.killWorkers("SIGUSR1")] as const])
       ]
       yield* Effect.acquireRelease(
         Effect.sync(() => {

@@ -46,6 +46,11 @@ export class ScgiExchange extends Exchange {
   get remoteAddress(): string | undefined {
     return this.request.remoteAddress
   }
+  /** The client's port, as the front end passed it (REMOTE_PORT). */
+  get remotePort(): number | undefined {
+    const port = this.request.environ.variables.REMOTE_PORT
+    return port === undefined || !/^\d{1,5}$/.test(port) ? undefined : Number(port)
+  }
   get protocol(): "http" | "https" {
     return this.request.protocol
   }

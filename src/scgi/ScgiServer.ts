@@ -69,9 +69,12 @@ export const make = (
       },
       maxConnections: config.maxConnections,
       shutdownTimeout: millis(config.shutdownTimeout),
+      stopDelay: millis(config.stopDelay),
+      healthPath: config.healthPath,
       maxConcurrentRequests: config.maxConcurrentRequests,
       requestQueueTimeout: millis(config.requestQueueTimeout),
       accessLog: config.accessLog,
+      accessLogFile: config.accessLogFile,
       // The request's CGI environment, for apps that ask for it.
       contextOf: (exchange, context) => Context.add(context, ScgiEnviron, exchange.environ)
     })

@@ -3,6 +3,7 @@
  *
  * @since 0.1.0
  */
+import * as Fs from "node:fs"
 
 /**
  * What one access log line records.
@@ -12,6 +13,8 @@
  */
 export interface AccessRecord {
   readonly remoteAddress: string | undefined
+  /** The client's port (JSON records only; Common and Combined Log Format have no field for it). */
+  readonly remotePort: number | undefined
   /** When the request head was received (ms since the epoch). */
   readonly time: number
   /** Empty for a request refused before its request line was understood. */
@@ -84,6 +87,7 @@ export const formatAccess = (format: AccessLogFormat, r: AccessRecord): string =
       return JSON.stringify({
         time: new Date(r.time).toISOString(),
         remote: r.remoteAddress ?? null,
+        remotePort: r.remotePort ?? null,
         method: r.method === "" ? null : r.method,
         target: r.method === "" ? null : r.target,
         protocol: r.method === "" ? null : r.protocol,
@@ -93,5 +97,86 @@ export const formatAccess = (format: AccessLogFormat, r: AccessRecord): string =
         userAgent: r.userAgent ?? null,
         duration: r.duration
       })
+  }
+}
+
+/**
+ * Where access log lines go: standard output, or a file opened for appending (several processes
+ * may append to one: each write is one `write(2)` of whole lines to a file opened with O_APPEND).
+ * Lines are queued and written together once the current batch of I/O callbacks is done: one
+ * system call for all the requests a turn of the event loop completes, and none of them lost at
+ * a stop (`close`) or an exit (written then, synchronously).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class AccessLogSink {
+  private readonly path: string | undefined
+  private readonly onError: (error: Error) => void
+  private fd: number | undefined
+  private queued: Array<string> = []
+  private scheduled = false
+  private readonly onExit = () => this.flush()
+  private readonly flushSoon = () => {
+    this.scheduled = false
+    this.flush()
+  }
+
+  /**
+   * Opens the sink: standard output without a `path`. Throws when the file cannot be opened.
+   * `onError` hears of a write that failed (its lines are dropped, the next write tries again).
+   */
+  constructor(path: string | undefined, onError: (error: Error) => void) {
+    this.path = path
+    this.onError = onError
+    this.fd = path === undefined ? undefined : Fs.openSync(path, "a", 0o640)
+    process.on("exit", this.onExit)
+  }
+
+  write(line: string): void {
+    this.queued.push(line)
+    if (!this.scheduled) {
+      this.scheduled = true
+      setImmediate(this.flushSoon)
+    }
+  }
+
+  /** Writes what is queued, now. */
+  flush(): void {
+    if (this.queued.length === 0) return
+    const text = `${this.queued.join("\n")}\n`
+    this.queued = []
+    try {
+      // Standard output to a pipe, a file or a terminal is written synchronously on Linux.
+      if (this.fd === undefined) process.stdout.write(text)
+      else Fs.writeSync(this.fd, text)
+    } catch (error) {
+      this.onError(error instanceof Error ? error : new Error(String(error)))
+    }
+  }
+
+  /**
+   * Closes and opens the file again by its path (what logrotate asks with SIGUSR1 after renaming
+   * it, as nginx does); lines queued meanwhile go to the old file first.
+   */
+  reopen(): void {
+    if (this.path === undefined || this.fd === undefined) return
+    this.flush()
+    try {
+      const next = Fs.openSync(this.path, "a", 0o640)
+      Fs.closeSync(this.fd)
+      this.fd = next
+    } catch (error) {
+      // The old file stays open: lines keep going somewhere rather than nowhere.
+      this.onError(error instanceof Error ? error : new Error(String(error)))
+    }
+  }
+
+  /** Writes what is queued and closes the file. */
+  close(): void {
+    this.flush()
+    process.off("exit", this.onExit)
+    if (this.fd !== undefined) Fs.closeSync(this.fd)
+    this.fd = undefined
   }
 }

@@ -1,60 +1,37 @@
 /**
- * Access logs (issue 3, item 9): one line per request through Effect's Logger in Common or
- * Combined Log Format or as JSON, nothing with "off", and header values escaped so a request
- * cannot forge log lines. Also `formatAccess` on its own.
+ * Access logs (issue 3, item 9; issue 12, item 1): one line per request in Common or Combined
+ * Log Format or as JSON, byte for byte with nothing around it, written to a file (or standard
+ * output), nothing with "off", header values escaped so a request cannot forge log lines; the
+ * client's address as its request started; the line of a request answered just before a stop.
+ * Also `formatAccess` on its own.
  */
 
+import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Logger } from "effect"
+import { Context, Effect, Exit, Layer, Scope } from "effect"
 import * as HttpServer from "effect/http/HttpServer"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
-import type { AccessLogFormat } from "../../src/index.ts"
+import { type AccessLogFormat, Http1Server } from "../../src/index.ts"
 import { type AccessRecord, formatAccess } from "../../src/stats/AccessLog.ts"
+import { accessLines, accessLogFile, linesOf } from "../helpers/accessLog.ts"
 import { rawExchange, request } from "../helpers/raw.ts"
 import { serveLayer } from "../helpers/server.ts"
 
-interface Logged {
-  readonly level: string
-  readonly message: ReadonlyArray<unknown>
-}
-
-/** The app answers `/empty` with 204 and everything else with a 11-byte body. */
+/** The app answers `/empty` with 204, `/slow` after 300 ms, and everything else with a 11-byte body. */
 const app = Effect.gen(function* () {
   const request = yield* HttpServerRequest
   if (request.url === "/empty") return HttpServerResponse.empty({ status: 204 })
+  if (request.url === "/slow") return yield* Effect.as(Effect.sleep(300), HttpServerResponse.text("late"))
   return HttpServerResponse.text("hello world")
 })
 
-/** Serves the app with `accessLog` and a Logger that records what is logged. */
-const serveLogged = (accessLog: AccessLogFormat | "off") =>
+/** Serves the app writing its access log in `accessLog` format to a file of its own. */
+const serveLogged = (accessLog: AccessLogFormat) =>
   Effect.gen(function* () {
-    const logged: Array<Logged> = []
-    const capture = Logger.make<unknown, void>((options) => {
-      logged.push({
-        level: options.logLevel,
-        message: Array.isArray(options.message) ? options.message : [options.message]
-      })
-    })
-    const { port } = yield* serveLayer(HttpServer.serve(app).pipe(Layer.provide(Logger.layer([capture]))), {
-      accessLog
-    })
-    return { port, logged }
-  })
-
-/** Waits (up to 5 s) for `n` log entries, then returns the messages as single strings. */
-const lines = (logged: ReadonlyArray<Logged>, n: number) =>
-  Effect.gen(function* () {
-    const until = performance.now() + 5_000
-    while (logged.length < n && performance.now() < until) yield* Effect.sleep(10)
-    expect(logged).toHaveLength(n)
-    return logged.map((entry) => {
-      expect(entry.level).toBe("Info")
-      expect(entry.message).toHaveLength(1)
-      const [line] = entry.message
-      if (typeof line !== "string") throw new Error(`expected a string message, got ${typeof line}`)
-      return line
-    })
+    const file = yield* accessLogFile
+    const { port } = yield* serveLayer(HttpServer.serve(app), { accessLog, accessLogFile: file })
+    return { port, logged: file }
   })
 
 /** Whether `text` has a control character (C0 or DEL), which could break or forge a log line. */
@@ -92,7 +69,7 @@ describe("access log through the server", () => {
       const before = Date.now()
       const result = yield* rawExchange(port, request(...browser))
       expect(result.responses.map((r) => r.status)).toEqual([200])
-      const [line] = yield* lines(logged, 1)
+      const [line] = yield* accessLines(logged, 1)
       const match = clf.exec(line)
       expect(match, line).not.toBeNull()
       // whole seconds, when the head arrived
@@ -107,7 +84,7 @@ describe("access log through the server", () => {
       const { port, logged } = yield* serveLogged("combined")
       yield* rawExchange(port, request(...browser))
       yield* rawExchange(port, request("GET /empty HTTP/1.1", "Host: x", "Connection: close"))
-      const [withHeaders, without] = yield* lines(logged, 2)
+      const [withHeaders, without] = yield* accessLines(logged, 2)
       expect(withHeaders).toMatch(
         /^127\.0\.0\.1 - - \[[^\]]+\] "GET \/path\?q=1 HTTP\/1\.1" 200 11 "http:\/\/example\.com\/from\?a=b" "Mozilla\/5\.0 \(X11\)"$/
       )
@@ -122,7 +99,7 @@ describe("access log through the server", () => {
       const result = yield* rawExchange(port, "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
       expect(result.responses.map((r) => r.status)).toEqual([400])
       const bytes = result.responses[0].body.length
-      const [line] = yield* lines(logged, 1)
+      const [line] = yield* accessLines(logged, 1)
       expect(line).toMatch(new RegExp(`^127\\.0\\.0\\.1 - - \\[[^\\]]+\\] "-" 400 ${bytes} "-" "-"$`))
     })
   )
@@ -132,12 +109,13 @@ describe("access log through the server", () => {
       const { port, logged } = yield* serveLogged("json")
       const before = Date.now()
       yield* rawExchange(port, request(...browser))
-      const [line] = yield* lines(logged, 1)
+      const [line] = yield* accessLines(logged, 1)
       expect(line).not.toContain("\n")
       const record: unknown = JSON.parse(line)
       expect(record).toEqual({
         time: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/),
         remote: "127.0.0.1",
+        remotePort: expect.any(Number),
         method: "GET",
         target: "/path?q=1",
         protocol: "HTTP/1.1",
@@ -169,7 +147,7 @@ describe("access log through the server", () => {
         { headIndexes: [1] }
       )
       expect(result.responses.map((r) => r.status)).toEqual([200, 200, 200])
-      const logLines = yield* lines(logged, 3)
+      const logLines = yield* accessLines(logged, 3)
       expect(logLines.map((line) => line.replace(/\[[^\]]+\]/, "[time]"))).toEqual([
         '127.0.0.1 - - [time] "GET /a HTTP/1.1" 200 11',
         // a HEAD response sends no body bytes
@@ -179,14 +157,89 @@ describe("access log through the server", () => {
     })
   )
 
-  it.live("off: nothing is logged", () =>
+  it.live("off: nothing is written to standard output", () =>
     Effect.gen(function* () {
-      const { port, logged } = yield* serveLogged("off")
+      const written: Array<string> = []
+      const write = process.stdout.write.bind(process.stdout)
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          process.stdout.write = ((chunk: string | Uint8Array, ...rest: Array<never>) => {
+            written.push(String(chunk))
+            return write(chunk, ...rest)
+          }) as typeof process.stdout.write
+        }),
+        () =>
+          Effect.sync(() => {
+            process.stdout.write = write
+          })
+      )
+      const { port } = yield* serveLayer(HttpServer.serve(app), { accessLog: "off" })
       const result = yield* rawExchange(port, request(...browser))
       expect(result.responses.map((r) => r.status)).toEqual([200])
       yield* Effect.sleep("200 millis")
-      expect(logged).toEqual([])
+      expect(written.filter((text) => text.includes("GET /path"))).toEqual([])
     })
+  )
+
+  it.live("the client's address is the one it had when its request started, even when it left before the answer", () =>
+    Effect.gen(function* () {
+      const { port, logged } = yield* serveLogged("json")
+      yield* Effect.callback<void>((resume) => {
+        const socket = Net.connect({ host: "127.0.0.1", port }, () => {
+          socket.write(request("GET /slow HTTP/1.1", "Host: x"))
+          // gone while the app still runs
+          setTimeout(() => {
+            socket.destroy()
+            resume(Effect.void)
+          }, 50)
+        })
+        socket.on("error", () => resume(Effect.void))
+      })
+      const [line] = yield* accessLines(logged, 1)
+      const record = JSON.parse(line) as { remote: unknown; remotePort: unknown; target: unknown }
+      expect(record.target).toBe("/slow")
+      expect(record.remote).toBe("127.0.0.1")
+      expect(record.remotePort).toEqual(expect.any(Number))
+    })
+  )
+
+  it.live("a request answered just before the server stops has its line when the stop completes", () =>
+    Effect.gen(function* () {
+      const file = yield* accessLogFile
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(
+        HttpServer.serve(app).pipe(
+          Layer.provideMerge(
+            Http1Server.layer({ host: "127.0.0.1", port: 0, accessLog: "common", accessLogFile: file })
+          )
+        ),
+        scope
+      )
+      const address = Context.get(context, HttpServer.HttpServer).address
+      const port = address._tag === "UnixPathAddress" ? 0 : address.port
+      const result = yield* rawExchange(port, request("GET /last HTTP/1.1", "Host: x", "Connection: close"))
+      expect(result.responses.map((r) => r.status)).toEqual([200])
+      yield* Scope.close(scope, Exit.void)
+      // read at once, no waiting: the stop wrote it
+      expect(linesOf(file).map((line) => line.replace(/\[[^\]]+\]/, "[time]"))).toEqual([
+        '127.0.0.1 - - [time] "GET /last HTTP/1.1" 200 11'
+      ])
+    })
+  )
+
+  it.effect(
+    "accessLogFile without an access log format, or one that cannot be opened, is refused naming the option",
+    () =>
+      Effect.gen(function* () {
+        const file = yield* accessLogFile
+        const error = yield* Effect.flip(serveLayer(HttpServer.serve(app), { accessLogFile: file }))
+        expect(error).toMatchObject({ _tag: "InvalidOptions", option: "accessLogFile" })
+        const missing = yield* Effect.flip(
+          serveLayer(HttpServer.serve(app), { accessLog: "common", accessLogFile: "/nonexistent-dir/access.log" })
+        )
+        expect(missing).toMatchObject({ _tag: "InvalidOptions", option: "accessLogFile" })
+        expect(String(missing)).toContain("cannot open /nonexistent-dir/access.log")
+      })
   )
 
   it.live("quotes, backslashes and control characters in headers are escaped: one line, no forged fields", () =>
@@ -198,7 +251,7 @@ describe("access log through the server", () => {
         port,
         request("GET /path?q=1 HTTP/1.1", "Host: x", `User-Agent: ${userAgent}`, 'Referer: a"b', "Connection: close")
       )
-      const [line] = yield* lines(logged, 1)
+      const [line] = yield* accessLines(logged, 1)
       expect(line).toMatch(
         /^127\.0\.0\.1 - - \[[^\]]+\] "GET \/path\?q=1 HTTP\/1\.1" 200 11 "a\\"b" "evil\\" 200 0 \\"-\\" \\"forged\\\\\\x09x"$/
       )
@@ -212,7 +265,7 @@ describe("access log through the server", () => {
         json.port,
         request("GET / HTTP/1.1", "Host: x", `User-Agent: ${userAgent}`, "Connection: close")
       )
-      const [record] = yield* lines(json.logged, 1)
+      const [record] = yield* accessLines(json.logged, 1)
       expect(hasControl(record)).toBe(false)
       expect(JSON.parse(record)).toMatchObject({ userAgent })
     })
@@ -221,6 +274,7 @@ describe("access log through the server", () => {
 
 const record: AccessRecord = {
   remoteAddress: "192.0.2.7",
+  remotePort: 51234,
   time: Date.UTC(2000, 9, 10, 13, 55, 36, 789),
   method: "POST",
   target: "/submit?x=1",
@@ -300,6 +354,7 @@ describe("formatAccess", () => {
     expect(JSON.parse(formatAccess("json", record))).toEqual({
       time: "2000-10-10T13:55:36.789Z",
       remote: "192.0.2.7",
+      remotePort: 51234,
       method: "POST",
       target: "/submit?x=1",
       protocol: "HTTP/1.1",

@@ -133,7 +133,7 @@ export const poolSuite = (front: Front, dispatch: "shared" | "primary" = "shared
             // once idle, back to minWorkers (one retires per round), and never more than three
             const shrunk = yield* waitFor(
               Effect.map(snapshot, (s) => s.workers.length === 1),
-              3_000
+              6_000
             )
             expect(shrunk).toBe(true)
             expect(most).toBe(3)

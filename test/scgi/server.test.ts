@@ -10,7 +10,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Option, Scope, Stream } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServer from "effect/http/HttpServer"
 import type { HttpServerError } from "effect/http/HttpServerError"
@@ -19,6 +19,7 @@ import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import echo from "../../examples/echo.ts"
 import { BodyTimeout, IncompleteBody, rawHeaders, ScgiServer, Stats } from "../../src/index.ts"
 import type { ScgiServerOptionsInput } from "../../src/options.ts"
+import { accessLines, accessLogFile } from "../helpers/accessLog.ts"
 import { halfOpenClient } from "../helpers/raw.ts"
 import {
   netstring,
@@ -625,13 +626,10 @@ describe("ScgiServer: refusals", () => {
 
   it.live('logs a request refused for its variables with "-" for the address and request line, none of its bytes', () =>
     Effect.gen(function* () {
-      const logged: Array<unknown> = []
-      const capture = Logger.make<unknown, void>((options) => {
-        logged.push(options.message)
-      })
+      const file = yield* accessLogFile
       const { address } = yield* serveLayer(
-        HttpServer.serve(echo).pipe(Layer.provide(Logger.layer([capture]))),
-        withDefaults({ accessLog: "common" })
+        HttpServer.serve(echo),
+        withDefaults({ accessLog: "common", accessLogFile: file })
       )
       const forged = '203.0.113.9 - - [01/Jan/2026:00:00:00 +0000] "GET /admin HTTP/1.1" 200 1'
       const refused = yield* scgi(address, { ...hello, REMOTE_ADDR: `${forged}\n127.0.0.1` })
@@ -640,8 +638,7 @@ describe("ScgiServer: refusals", () => {
       expect(injected.status).toBe(400)
       const served = yield* scgi(address, { ...hello, REMOTE_ADDR: "203.0.113.9" })
       expect(served.status).toBe(200)
-      expect(yield* waitUntil(() => logged.length === 3, 5_000)).toBe(true)
-      const lines = logged.map((message) => (Array.isArray(message) ? message.join(" ") : String(message)))
+      const lines = yield* accessLines(file, 3)
       const bytes = (response: ScgiResponse) => response.body.length
       expect(lines[0]).toMatch(new RegExp(`^- - - \\[[^\\]]+\\] "-" 400 ${bytes(refused)}$`))
       expect(lines[1]).toMatch(new RegExp(`^- - - \\[[^\\]]+\\] "-" 400 ${bytes(injected)}$`))

@@ -14,6 +14,7 @@ import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import { PathDispatcher, ScgiServer, UpgradeUnavailable } from "../../src/index.ts"
 import { on, serverPort, servers } from "../conformance/servers.ts"
+import { accessLines, accessLogFile } from "../helpers/accessLog.ts"
 import { scgi } from "../helpers/scgi.ts"
 import { serveLayer } from "../helpers/server.ts"
 import { connectWs } from "../helpers/ws.ts"
@@ -93,21 +94,13 @@ describe("Http1Server: upgrades through PathDispatcher", () => {
 describe("Http1Server: the access log of an upgrade", () => {
   it.live("the line for an upgraded request says 101", () =>
     Effect.gen(function* () {
-      const logged: Array<string> = []
-      const capture = Logger.make<unknown, void>((options) => {
-        const message = Array.isArray(options.message) ? options.message : [options.message]
-        if (typeof message[0] === "string") logged.push(message[0])
-      })
-      const { port } = yield* serveLayer(HttpServer.serve(echoHandler).pipe(Layer.provide(Logger.layer([capture]))), {
-        accessLog: "common"
-      })
+      const file = yield* accessLogFile
+      const { port } = yield* serveLayer(HttpServer.serve(echoHandler), { accessLog: "common", accessLogFile: file })
       const client = yield* connectWs(`ws://127.0.0.1:${port}/chat`)
       yield* client.echo("x")
       client.ws.close()
       yield* client.closed()
-      const until = performance.now() + 2_000
-      while (logged.length === 0 && performance.now() < until) yield* Effect.sleep(10)
-      expect(logged).toHaveLength(1)
+      const logged = yield* accessLines(file, 1)
       expect(logged[0]).toMatch(/^127\.0\.0\.1 - - \[[^\]]+\] "GET \/chat HTTP\/1\.1" 101 -$/)
     }).pipe(Effect.scoped)
   )
