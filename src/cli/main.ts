@@ -27,6 +27,7 @@ import {
 } from "../options.ts"
 import * as Prefork from "../prefork/Prefork.ts"
 import { resolveIdentity } from "../process/Identity.ts"
+import * as SystemdNotify from "../process/SystemdNotify.ts"
 import * as Logs from "../stats/Logs.ts"
 import { LogFormat } from "../stats/Logs.ts"
 import { type FlagValue, formatSize, givenOptions, isSizeField, type OptionFlag, optionFlags } from "./flags.ts"
@@ -174,22 +175,25 @@ const serveWith = Effect.fnUntraced(function* (
   yield* checkProtocol(protocol, given)
   // Refused before anything is bound when this process may not become that user.
   const identity = yield* resolveIdentity(as)
+  // Under a `Type=notify` unit: taken from the environment, so no worker or child inherits it.
+  const notifier = SystemdNotify.fromEnvironment()
+  SystemdNotify.unsetEnvironment()
   if (Object.keys(pool).length > 0) {
     yield* decodeOptions(PreforkPoolOptions, pool)
     const server =
       protocol === "scgi"
         ? yield* decodeOptions(ScgiServerOptions, given).pipe(Effect.as(given))
         : yield* Effect.tap(withTls(given), (withPem) => decodeOptions(Http1ServerOptions, withPem))
-    return yield* preforked(module, protocol, server, { ...pool, ...as, logFormat })
+    return yield* preforked(module, protocol, server, { ...pool, ...as, logFormat }, notifier)
   }
   // The server decodes its options too; decoding them here reports a value the Schema refuses
   // before the module is loaded.
   if (protocol === "scgi") {
     const decoded = yield* decodeOptions(ScgiServerOptions, given)
-    return yield* serve(module, { protocol: "scgi", options: decoded }, identity)
+    return yield* serve(module, { protocol: "scgi", options: decoded }, identity, notifier)
   }
   const decoded = yield* decodeOptions(Http1ServerOptions, yield* withTls(given))
-  return yield* serve(module, { protocol: "http", options: decoded }, identity)
+  return yield* serve(module, { protocol: "http", options: decoded }, identity, notifier)
 })
 
 const serveCommand = Command.make(
@@ -244,7 +248,8 @@ const preforked = (
   module: string,
   protocol: "http" | "scgi",
   server: Readonly<Record<string, unknown>>,
-  pool: Readonly<Record<string, unknown>> & { readonly logFormat: LogFormat }
+  pool: Readonly<Record<string, unknown>> & { readonly logFormat: LogFormat },
+  notifier: SystemdNotify.Notifier | undefined
 ) =>
   Effect.gen(function* () {
     const ref = parseModuleRef(module)
@@ -261,6 +266,7 @@ const preforked = (
           startupLine(module, protocol, url, `${workers} workers, dispatch ${String(pool.dispatch ?? "shared")}`)
         )
         yield* Console.log(`listening on ${url} (${workers} workers)`)
+        if (notifier !== undefined) yield* SystemdNotify.serving(notifier, `serving on ${url} with ${workers} workers`)
         return yield* running.halted
       })
     )

@@ -22,6 +22,7 @@ import type * as Scope from "effect/Scope"
 import * as Http1Server from "../http/Http1Server.ts"
 import type { Http1ServerOptionsInput, ScgiServerOptionsInput } from "../options.ts"
 import { dropPrivileges, type Identity } from "../process/Identity.ts"
+import * as SystemdNotify from "../process/SystemdNotify.ts"
 import * as ScgiServer from "../scgi/ScgiServer.ts"
 import type { Stats } from "../stats/ServerStats.ts"
 import { packageVersion } from "./version.ts"
@@ -277,7 +278,12 @@ export type ServeProtocol =
  *
  * @since 0.1.0
  */
-export const serve = (module: string, how: ServeProtocol, identity?: Identity) =>
+export const serve = (
+  module: string,
+  how: ServeProtocol,
+  identity?: Identity | undefined,
+  notifier?: SystemdNotify.Notifier | undefined
+) =>
   Effect.gen(function* () {
     const ref = parseModuleRef(module)
     const app = Layer.unwrap(
@@ -292,7 +298,10 @@ export const serve = (module: string, how: ServeProtocol, identity?: Identity) =
         const url = formatListening(server.address, scheme)
         return Effect.andThen(
           Effect.logInfo(startupLine(module, how.protocol, url, "a single process")),
-          Console.log(`listening on ${url}`)
+          Effect.andThen(
+            Console.log(`listening on ${url}`),
+            notifier === undefined ? Effect.void : SystemdNotify.serving(notifier, `serving on ${url}`)
+          )
         )
       })
     )
