@@ -11,6 +11,7 @@
  */
 
 import * as Fs from "node:fs"
+import * as Path from "node:path"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Console, Context, Data, Effect, Exit, Layer, type Option, Schema, type SchemaAST } from "effect"
@@ -31,6 +32,7 @@ import * as SystemdNotify from "../process/SystemdNotify.ts"
 import * as Logs from "../stats/Logs.ts"
 import { LogFormat } from "../stats/Logs.ts"
 import { type FlagValue, formatSize, givenOptions, isSizeField, type OptionFlag, optionFlags } from "./flags.ts"
+import { watchForChanges } from "./reload.ts"
 import { AppLoadError, formatListening, parseModuleRef, serve, startupLine } from "./serve.ts"
 import { packageVersion } from "./version.ts"
 
@@ -162,6 +164,7 @@ const serveWith = Effect.fnUntraced(function* (
   module: string,
   protocol: "http" | "scgi",
   logFormat: LogFormat,
+  reload: boolean,
   options: Readonly<Record<string, Option.Option<FlagValue>>>
 ) {
   const all = givenOptions(options)
@@ -178,13 +181,13 @@ const serveWith = Effect.fnUntraced(function* (
   // Under a `Type=notify` unit: taken from the environment, so no worker or child inherits it.
   const notifier = SystemdNotify.fromEnvironment()
   SystemdNotify.unsetEnvironment()
-  if (Object.keys(pool).length > 0) {
+  if (Object.keys(pool).length > 0 || reload) {
     yield* decodeOptions(PreforkPoolOptions, pool)
     const server =
       protocol === "scgi"
         ? yield* decodeOptions(ScgiServerOptions, given).pipe(Effect.as(given))
         : yield* Effect.tap(withTls(given), (withPem) => decodeOptions(Http1ServerOptions, withPem))
-    return yield* preforked(module, protocol, server, { ...pool, ...as, logFormat }, notifier)
+    return yield* preforked(module, protocol, server, { ...pool, ...as, logFormat }, notifier, reload)
   }
   // The server decodes its options too; decoding them here reports a value the Schema refuses
   // before the module is loaded.
@@ -216,10 +219,15 @@ const serveCommand = Command.make(
       ),
       Flag.withDefault("pretty")
     ),
+    reload: Flag.Boolean("reload").pipe(
+      Flag.withDescription(
+        "Development: watch the module's directory and reload the app when a file in it changes (a rolling reload: new workers load the changed code before old ones drain). Without --workers, it runs one worker. Never for production."
+      )
+    ),
     options: Object.fromEntries(flags.map((flag) => [flag.key, flag.flag]))
   },
-  ({ module, protocol, logFormat, options }) =>
-    serveWith(module, protocol, logFormat, options).pipe(Effect.provide(Logs.layer(logFormat)))
+  ({ module, protocol, logFormat, reload, options }) =>
+    serveWith(module, protocol, logFormat, reload, options).pipe(Effect.provide(Logs.layer(logFormat)))
 ).pipe(
   Command.withDescription(
     "Serves an Effect HTTP app (Effect<HttpServerResponse, E, HttpServerRequest>) or an HttpRouter " +
@@ -249,7 +257,8 @@ const preforked = (
   protocol: "http" | "scgi",
   server: Readonly<Record<string, unknown>>,
   pool: Readonly<Record<string, unknown>> & { readonly logFormat: LogFormat },
-  notifier: SystemdNotify.Notifier | undefined
+  notifier: SystemdNotify.Notifier | undefined,
+  reload: boolean
 ) =>
   Effect.gen(function* () {
     const ref = parseModuleRef(module)
@@ -267,6 +276,16 @@ const preforked = (
         )
         yield* Console.log(`listening on ${url} (${workers} workers)`)
         if (notifier !== undefined) yield* SystemdNotify.serving(notifier, `serving on ${url} with ${workers} workers`)
+        if (reload) {
+          const dir = Path.dirname(Path.resolve(ref.path))
+          yield* watchForChanges(dir, (changed) =>
+            Effect.andThen(
+              Effect.logInfo(`--reload: ${changed.join(", ")} changed in ${dir}: reloading the workers`),
+              running.reload
+            )
+          )
+          yield* Effect.logInfo(`--reload: watching ${dir} (development only)`)
+        }
         return yield* running.halted
       })
     )
