@@ -390,6 +390,32 @@ export const IdentityFields = {
 export const IdentityOptions = Schema.Struct(IdentityFields)
 
 /**
+ * Where the command line serves metrics for Prometheus (`GET /metrics`), apart from the app.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const MetricsFields = {
+  metricsPort: Schema.optionalKey(
+    int(0, 65535).annotate({
+      description:
+        "Serve the metrics (the server's, every worker's with workers, the app's) for Prometheus at http://METRICS-HOST:PORT/metrics; none without it."
+    })
+  ),
+  metricsHost: field(
+    Schema.String.check(Schema.isNonEmpty()),
+    "127.0.0.1",
+    "Interface of the metrics endpoint (keep it private: the figures describe the service)."
+  )
+} as const
+
+/**
+ * @since 0.1.0
+ * @category options
+ */
+export const MetricsOptions = Schema.Struct(MetricsFields)
+
+/**
  * The prefork pool's own options (workers, recycling, timeouts, dispatch), shared by
  * `Prefork.layer` and the command line's flags. Times are seconds, 0 for none.
  *

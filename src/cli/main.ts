@@ -22,6 +22,8 @@ import {
   Http1ServerOptions,
   IdentityFields,
   IdentityOptions,
+  MetricsFields,
+  MetricsOptions,
   PreforkFields,
   PreforkPoolOptions,
   ScgiServerOptions
@@ -32,6 +34,7 @@ import * as SystemdNotify from "../process/SystemdNotify.ts"
 import * as Logs from "../stats/Logs.ts"
 import { LogFormat } from "../stats/Logs.ts"
 import { type FlagValue, formatSize, givenOptions, isSizeField, type OptionFlag, optionFlags } from "./flags.ts"
+import { metricsEndpoint } from "./metricsEndpoint.ts"
 import { watchForChanges } from "./reload.ts"
 import { AppLoadError, formatListening, parseModuleRef, serve, startupLine } from "./serve.ts"
 import { packageVersion } from "./version.ts"
@@ -95,10 +98,15 @@ const poolKeys = new Set(poolFlags.map((flag) => flag.key))
 const identityFlags = optionFlags(IdentityFields)
 const identityKeys = new Set(identityFlags.map((flag) => flag.key))
 
+/** Where the metrics endpoint listens: for a single process and for a pool's primary alike. */
+const metricsFlags = optionFlags(MetricsFields, { note: (key) => (key === "metricsHost" ? "(default 127.0.0.1)" : "") })
+const metricsKeys = new Set(metricsFlags.map((flag) => flag.key))
+
 const flags: ReadonlyArray<OptionFlag> = [
   ...schemaFlags,
   ...poolFlags,
   ...identityFlags,
+  ...metricsFlags,
   pemFlag("tlsCert", "tls-cert", "PEM certificate (chain) file; with --tls-key, serve HTTPS."),
   pemFlag("tlsKey", "tls-key", "PEM private key file."),
   pemFlag("tlsCa", "tls-ca", "PEM CA file: ask clients for a certificate and verify it against these CAs.")
@@ -168,7 +176,9 @@ const serveWith = Effect.fnUntraced(function* (
   options: Readonly<Record<string, Option.Option<FlagValue>>>
 ) {
   const all = givenOptions(options)
-  const given = Object.fromEntries(Object.entries(all).filter(([key]) => !poolKeys.has(key) && !identityKeys.has(key)))
+  const given = Object.fromEntries(
+    Object.entries(all).filter(([key]) => !poolKeys.has(key) && !identityKeys.has(key) && !metricsKeys.has(key))
+  )
   const pool = Object.fromEntries(Object.entries(all).filter(([key]) => poolKeys.has(key)))
   const as = yield* decodeOptions(
     IdentityOptions,
@@ -176,6 +186,14 @@ const serveWith = Effect.fnUntraced(function* (
   )
   yield* checkTarget(given)
   yield* checkProtocol(protocol, given)
+  const metrics = yield* decodeOptions(
+    MetricsOptions,
+    Object.fromEntries(Object.entries(all).filter(([key]) => metricsKeys.has(key)))
+  )
+  const withMetrics = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    metrics.metricsPort === undefined
+      ? effect
+      : Effect.scoped(Effect.andThen(metricsEndpoint(metrics.metricsHost, metrics.metricsPort), effect))
   // Refused before anything is bound when this process may not become that user.
   const identity = yield* resolveIdentity(as)
   // Under a `Type=notify` unit: taken from the environment, so no worker or child inherits it.
@@ -187,16 +205,16 @@ const serveWith = Effect.fnUntraced(function* (
       protocol === "scgi"
         ? yield* decodeOptions(ScgiServerOptions, given).pipe(Effect.as(given))
         : yield* Effect.tap(withTls(given), (withPem) => decodeOptions(Http1ServerOptions, withPem))
-    return yield* preforked(module, protocol, server, { ...pool, ...as, logFormat }, notifier, reload)
+    return yield* withMetrics(preforked(module, protocol, server, { ...pool, ...as, logFormat }, notifier, reload))
   }
   // The server decodes its options too; decoding them here reports a value the Schema refuses
   // before the module is loaded.
   if (protocol === "scgi") {
     const decoded = yield* decodeOptions(ScgiServerOptions, given)
-    return yield* serve(module, { protocol: "scgi", options: decoded }, identity, notifier)
+    return yield* withMetrics(serve(module, { protocol: "scgi", options: decoded }, identity, notifier))
   }
   const decoded = yield* decodeOptions(Http1ServerOptions, yield* withTls(given))
-  return yield* serve(module, { protocol: "http", options: decoded }, identity, notifier)
+  return yield* withMetrics(serve(module, { protocol: "http", options: decoded }, identity, notifier))
 })
 
 const serveCommand = Command.make(
@@ -222,7 +240,8 @@ const serveCommand = Command.make(
     reload: Flag.Boolean("reload").pipe(
       Flag.withDescription(
         "Development: watch the module's directory and reload the app when a file in it changes (a rolling reload: new workers load the changed code before old ones drain). Without --workers, it runs one worker. Never for production."
-      )
+      ),
+      Flag.withDefault(false)
     ),
     options: Object.fromEntries(flags.map((flag) => [flag.key, flag.flag]))
   },

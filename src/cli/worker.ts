@@ -13,7 +13,20 @@
 import * as Net from "node:net"
 import * as PerfHooks from "node:perf_hooks"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Data, Deferred, Effect, Exit, Layer, Option, References, Runtime, Schedule, type Scope } from "effect"
+import {
+  Cause,
+  Context,
+  Data,
+  Deferred,
+  Effect,
+  Exit,
+  Layer,
+  Option,
+  References,
+  Runtime,
+  Schedule,
+  type Scope
+} from "effect"
 import type * as HttpMiddleware from "effect/http/HttpMiddleware"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as Http1Server from "../http/Http1Server.ts"
@@ -23,6 +36,7 @@ import { decodeToWorker } from "../prefork/Messages.ts"
 import * as ScgiServer from "../scgi/ScgiServer.ts"
 import { Health, ServerHealth } from "../stats/Health.ts"
 import * as Logs from "../stats/Logs.ts"
+import { Stats, type StatsSnapshot } from "../stats/ServerStats.ts"
 import { loadServed, MissingService, parseModuleRef, serveLayer } from "./serve.ts"
 
 const send = (message: FromWorker): void => {
@@ -66,6 +80,8 @@ class Load {
   /** The event loop was busy workerBusyUtilization of the last second. */
   private hot = false
   private wasHot = false
+  /** The server's statistics, once it serves: they go with each report, for the pool's metrics. */
+  stats: (() => StatsSnapshot) | undefined = undefined
 
   constructor(concurrency: number, requestLimit: number, heartbeat: number) {
     this.concurrency = concurrency
@@ -186,7 +202,8 @@ class Load {
       received: this.received,
       busy: this.busy,
       hot: this.hot,
-      oldest: this.oldest()
+      oldest: this.oldest(),
+      ...(this.stats === undefined ? {} : { stats: this.stats() })
     })
   }
 
@@ -353,7 +370,11 @@ const serveStarted = (start: StartWorker, stop: Deferred.Deferred<string>) =>
           start.protocol === "scgi"
             ? ScgiServer.layer({ ...start.server, ...listen, ...concurrency })
             : Http1Server.layer({ ...start.server, ...listen, ...concurrency })
-        yield* Layer.build(serveLayer(served, ref.path, load.middleware).pipe(Layer.provide(server)))
+        const context = yield* Layer.build(
+          serveLayer(served, ref.path, load.middleware).pipe(Layer.provideMerge(server))
+        )
+        const stats = Context.get(context, Stats)
+        load.stats = () => Effect.runSync(stats.snapshot)
       }).pipe(Effect.provideService(HandedConnections, handed), Effect.provideService(ServerHealth, health))
     )
     if (Exit.isFailure(booted)) {

@@ -163,6 +163,7 @@ export const makeServer = <H extends { readonly _tag: "Head" }, X extends Exchan
       serve: Effect.fnUntraced(function* (app, middleware) {
         const services = yield* Effect.context<never>()
         const admission = Admission.limit(spec.maxConcurrentRequests, spec.requestQueueTimeout)
+        stats.queued = admission === undefined ? () => 0 : () => admission.queued
         const runner = makeRunner<X>({
           handled: Gateway.toHandled(app, middleware),
           services,

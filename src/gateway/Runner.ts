@@ -118,13 +118,15 @@ export const makeRunner = <X extends RunExchange>(options: {
     run: (exchange) => {
       // Now, while the socket is open: a client that leaves before its response is logged too.
       if (accessLog !== undefined) exchange.peer = { address: exchange.remoteAddress, port: exchange.remotePort }
+      stats.inFlight++
       const context = Context.add(services, HttpServerRequest, new ServerRequest(exchange))
       const program = healthHandled !== undefined && isHealthCheck(exchange.url) ? healthHandled : handled
       return Effect.runForkWith(contextOf === undefined ? context : contextOf(exchange, context))(program)
     },
     completed: (exchange, exit) => {
       const seconds = (performance.now() - exchange.receivedTick) / 1000
-      stats.duration(seconds)
+      stats.inFlight--
+      stats.duration(seconds, exchange.method, exchange.status)
       if (accessLog !== undefined) {
         accessLog.sink.write(
           formatAccess(accessLog.format, {

@@ -10,7 +10,7 @@
 import * as Net from "node:net"
 import { Deferred, Effect, FiberSet, Schedule } from "effect"
 import type * as Scope from "effect/Scope"
-import type { ServerStats } from "../stats/ServerStats.ts"
+import type { ConnectionStateName, ServerStats } from "../stats/ServerStats.ts"
 import type { Admission } from "../wire/Admission.ts"
 import { ConnectionList, type Listed } from "./ConnectionList.ts"
 import { ConnState, lingerMillis } from "./ConnState.ts"
@@ -87,6 +87,17 @@ export interface ServeOptions<C extends LiveConnection> {
 export const sweepInterval = (timeouts: ReadonlyArray<number>): number =>
   Math.min(1000, Math.max(50, Math.floor(Math.min(...timeouts.filter((t) => t > 0), 4000) / 4)))
 
+/** The metrics' name of each state; a closed connection has left the list (counted as lingering if not). */
+const stateNames: Readonly<Record<ConnState, ConnectionStateName>> = {
+  [ConnState.New]: "new",
+  [ConnState.Active]: "active",
+  [ConnState.Idle]: "idle",
+  [ConnState.Closing]: "closing",
+  [ConnState.Upgraded]: "upgraded",
+  [ConnState.Lingering]: "lingering",
+  [ConnState.Closed]: "lingering"
+}
+
 /** Refuses a connection over maxConnections: its answer and close, never a silent drop or a hang. */
 const refuse = (socket: Net.Socket, answer: string): void => {
   socket.on("error", () => {})
@@ -127,15 +138,21 @@ export class Acceptor<C extends LiveConnection> {
       socket.once("close", () => this.waiting.delete(socket))
     })
     stats.live = () => {
-      let idle = 0
       let bytesRead = 0
       let bytesWritten = 0
+      const states = { handshake: this.preparing, new: 0, active: 0, idle: 0, closing: 0, upgraded: 0, lingering: 0 }
       this.live.forEach((conn) => {
-        if (conn.state === ConnState.Idle || conn.state === ConnState.New) idle++
+        states[stateNames[conn.state]]++
         bytesRead += conn.socket.bytesRead
         bytesWritten += conn.socket.bytesWritten
       })
-      return { open: this.live.size + this.preparing, idle, bytesRead, bytesWritten }
+      return {
+        open: this.live.size + this.preparing,
+        idle: states.idle + states.new,
+        states,
+        bytesRead,
+        bytesWritten
+      }
     }
   }
 

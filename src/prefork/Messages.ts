@@ -7,6 +7,7 @@
  */
 import { Schema } from "effect"
 import { LogFormat } from "../stats/Logs.ts"
+import { StatsSnapshotSchema } from "../stats/ServerStats.ts"
 
 /**
  * Where a worker takes its connections from.
@@ -115,7 +116,9 @@ export const Load = Schema.TaggedStruct("Load", {
   busy: Schema.Boolean,
   /** Its event loop was busy workerBusyUtilization of the last second. */
   hot: Schema.Boolean,
-  oldest: Schema.NullOr(OldestRequest)
+  oldest: Schema.NullOr(OldestRequest),
+  /** Its server's statistics, for the pool's metrics (absent before it serves). */
+  stats: Schema.optionalKey(StatsSnapshotSchema)
 })
 
 /**

@@ -21,6 +21,7 @@ import { stablePeriodMillis } from "../process/Backoff.ts"
 import { describeExitStatus } from "../process/Exit.ts"
 import { forkNode, type NodeChild } from "../process/NodeChild.ts"
 import type { LogFormat } from "../stats/Logs.ts"
+import type { StatsSnapshot } from "../stats/ServerStats.ts"
 import { decodeFromWorker, type FromWorker, type OldestRequest, type StartWorker } from "./Messages.ts"
 
 /**
@@ -88,6 +89,8 @@ export interface WorkerSnapshot {
   readonly inFlight: number
   /** Seconds since it was started. */
   readonly age: number
+  /** Its server's statistics as it last reported them (within a second of its requests). */
+  readonly stats: StatsSnapshot | undefined
 }
 
 /**
@@ -182,6 +185,8 @@ class Worker {
   full = false
   /** Its last report said its event loop was busy workerBusyUtilization of the last second. */
   hot = false
+  /** Its server's statistics, from its last report. */
+  stats: StatsSnapshot | undefined = undefined
   /** Its IPC channel is closed: it takes no more connections. */
   unreachable = false
 
@@ -276,7 +281,8 @@ export class Pool {
         state: w.state,
         served: w.served,
         inFlight: w.inFlight,
-        age: (now - w.startedAt) / 1000
+        age: (now - w.startedAt) / 1000,
+        stats: w.stats
       })),
       restarts: this.restarts,
       served: this.servedByExited + this.workers.reduce((sum, w) => sum + w.served, 0),
@@ -495,6 +501,7 @@ export class Pool {
         worker.reportedReceived = message.received
         worker.full = message.busy
         worker.hot = message.hot
+        if (message.stats !== undefined) worker.stats = message.stats
         if (worker.state === "idle" || worker.state === "busy") {
           const next: WorkerState = message.busy || message.hot ? "busy" : "idle"
           if (next === "idle" && worker.state === "busy") worker.idleSince = now

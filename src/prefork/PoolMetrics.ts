@@ -1,13 +1,16 @@
 /**
  * The prefork pool's figures as Effect Metrics (names prefixed `appserver_`), read from the
  * pool when metrics are read: workers by state, requests served and in flight (all workers, and
- * each live worker with `worker` and `pid` attributes), restarts, and exits by kind. In Prometheus
- * text they appear as one series per worker and per state, aggregated by the usual `sum by`.
+ * each live worker with `worker` and `pid` attributes), restarts, and exits by kind. Each
+ * worker's server statistics too (the same metrics as a single server's, `registerSnapshotMetrics`,
+ * with `worker` and `pid` attributes), as the worker last reported them: the primary's registry
+ * holds the whole pool's figures, which Prometheus text shows as one series per worker, summed
+ * with the usual `sum by`.
  *
  * @since 0.1.0
  */
-import { Effect, Metric } from "effect"
-import type * as Scope from "effect/Scope"
+import { Effect, Exit, Metric, Scope } from "effect"
+import { registerSnapshotMetrics, type StatsSnapshot } from "../stats/ServerStats.ts"
 import { exitKinds, type PoolSnapshot, type WorkerState } from "./Pool.ts"
 
 const prefix = "appserver_"
@@ -64,6 +67,9 @@ export const registerPoolMetrics = (
     }
     // Per worker: registered as workers appear, removed when they have gone.
     const perWorker = new Map<number, ReadonlyArray<Metric.Registration>>()
+    // Its server's metrics, once it has reported them: their registrations live in a scope of
+    // their own, closed when it has gone.
+    const serverMetrics = new Map<number, { readonly scope: Scope.Closeable; readonly sync: () => void }>()
     const sync = () => {
       const current = snapshot().workers
       const live = new Set(current.map((w) => w.id))
@@ -72,7 +78,25 @@ export const registerPoolMetrics = (
         for (const reg of regs) reg.remove()
         perWorker.delete(id)
       }
+      for (const [id, metrics] of serverMetrics) {
+        if (live.has(id)) continue
+        Effect.runSync(Scope.close(metrics.scope, Exit.void))
+        serverMetrics.delete(id)
+      }
       for (const w of current) {
+        const known = serverMetrics.get(w.id)
+        if (known !== undefined) known.sync()
+        else if (w.stats !== undefined) {
+          const scope = Scope.makeUnsafe()
+          const latest = (): StatsSnapshot | undefined => snapshot().workers.find((x) => x.id === w.id)?.stats
+          const first = w.stats
+          const registered = Effect.runSyncWith(context)(
+            Scope.provide(scope)(
+              registerSnapshotMetrics(() => latest() ?? first, { ...at, worker: String(w.id), pid: String(w.pid) })
+            )
+          )
+          serverMetrics.set(w.id, { scope, sync: registered.sync })
+        }
         if (perWorker.has(w.id)) continue
         const attributes = { ...at, worker: String(w.id), pid: String(w.pid) }
         const find = () => snapshot().workers.find((x) => x.id === w.id)
@@ -87,6 +111,8 @@ export const registerPoolMetrics = (
       Effect.sync(() => {
         for (const reg of registrations) reg.remove()
         for (const regs of perWorker.values()) for (const reg of regs) reg.remove()
+        for (const metrics of serverMetrics.values()) Effect.runSync(Scope.close(metrics.scope, Exit.void))
+        serverMetrics.clear()
       })
     )
     return { sync }

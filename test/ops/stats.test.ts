@@ -64,7 +64,14 @@ const serverMetrics = (server: string) =>
     for (const snapshot of snapshots) {
       const attributes = snapshot.attributes ?? {}
       if (attributes.server !== server) continue
-      const label = attributes.kind ?? attributes.status
+      const label =
+        attributes.kind ??
+        attributes["http.response.status_code"] ??
+        attributes.state ??
+        attributes["network.io.direction"] ??
+        (attributes["http.request.method"] === undefined
+          ? undefined
+          : `${attributes["http.request.method"]} ${attributes["http.response.status_class"]}`)
       out.set(label === undefined ? snapshot.id : `${snapshot.id}{${label}}`, snapshot)
     }
     return out
@@ -210,47 +217,63 @@ describe("Effect Metrics", () => {
       const { sent, received } = yield* traffic(port)
       expect(
         yield* waitFor(
-          Effect.map(serverMetrics(server), (m) => numberOf(m.get("appserver_connections_open")) === 1),
+          // the refused connections linger until their clients close: then only the keep-alive one is open
+          Effect.map(
+            serverMetrics(server),
+            (m) =>
+              numberOf(m.get("appserver.connections{idle}")) === 1 &&
+              numberOf(m.get("appserver.connections{lingering}")) === 0
+          ),
           5_000
         )
       ).toBe(true)
       const metrics = yield* serverMetrics(server)
       const values = Object.fromEntries([...metrics].map(([name, snapshot]) => [name, numberOf(snapshot)]))
       expect(values).toEqual({
-        appserver_connections_accepted_total: 3,
-        appserver_connections_open: 1,
-        appserver_connections_idle: 1,
-        appserver_requests_total: 3,
-        appserver_bytes_read_total: sent,
-        appserver_bytes_written_total: received,
-        appserver_connections_rejected_total: 0,
-        appserver_requests_rejected_total: 0,
-        "appserver_timeouts_total{headers}": 0,
-        "appserver_timeouts_total{request}": 0,
-        "appserver_timeouts_total{keepAlive}": 0,
-        "appserver_timeouts_total{handshake}": 0,
-        "appserver_timeouts_total{send}": 0,
-        "appserver_protocol_errors_total{400}": 1,
-        "appserver_protocol_errors_total{408}": 0,
-        "appserver_protocol_errors_total{413}": 0,
-        "appserver_protocol_errors_total{414}": 0,
-        "appserver_protocol_errors_total{417}": 0,
-        "appserver_protocol_errors_total{431}": 1,
-        "appserver_protocol_errors_total{501}": 0,
-        "appserver_protocol_errors_total{505}": 0,
-        appserver_request_duration_seconds: 3
+        "http.server.active_requests": 0,
+        "appserver.request.queue.size": 0,
+        "appserver.requests.received": 3,
+        "appserver.requests.rejected": 0,
+        "appserver.connections{handshake}": 0,
+        "appserver.connections{new}": 0,
+        "appserver.connections{active}": 0,
+        "appserver.connections{idle}": 1,
+        "appserver.connections{closing}": 0,
+        "appserver.connections{upgraded}": 0,
+        "appserver.connections{lingering}": 0,
+        "appserver.connections.accepted": 3,
+        "appserver.connections.rejected": 0,
+        "appserver.network.io{receive}": sent,
+        "appserver.network.io{transmit}": received,
+        "appserver.timeouts{headers}": 0,
+        "appserver.timeouts{request}": 0,
+        "appserver.timeouts{keepAlive}": 0,
+        "appserver.timeouts{handshake}": 0,
+        "appserver.timeouts{send}": 0,
+        "appserver.protocol_errors{400}": 1,
+        "appserver.protocol_errors{408}": 0,
+        "appserver.protocol_errors{413}": 0,
+        "appserver.protocol_errors{414}": 0,
+        "appserver.protocol_errors{417}": 0,
+        "appserver.protocol_errors{431}": 1,
+        "appserver.protocol_errors{501}": 0,
+        "appserver.protocol_errors{505}": 0,
+        // the refused requests were answered by the parser: not requests the server ran
+        "http.server.request.duration{GET 2xx}": 3
       })
-      expect(metrics.get("appserver_requests_total")?.type).toBe("Counter")
-      expect(metrics.get("appserver_connections_open")?.type).toBe("Gauge")
-      const duration = metrics.get("appserver_request_duration_seconds")
+      expect(metrics.get("appserver.requests.received")?.type).toBe("Counter")
+      expect(metrics.get("appserver.connections{idle}")?.type).toBe("Gauge")
+      const duration = metrics.get("http.server.request.duration{GET 2xx}")
       if (duration?.type !== "Histogram") throw new Error("expected a histogram")
       expect(duration.state.buckets.at(-1)).toEqual([60, 3])
+      expect(duration.attributes).toMatchObject({ unit: "s" })
       expect(duration.state.sum).toBeGreaterThan(0)
 
       // the counters are read when the metrics are read: no stale values
       const more = yield* rawExchange(port, get("/", "Connection: close"))
       expect(more.responses.map((r) => r.status)).toEqual([200])
-      expect(numberOf((yield* serverMetrics(server)).get("appserver_requests_total"))).toBe(4)
+      expect(numberOf((yield* serverMetrics(server)).get("appserver.requests.received"))).toBe(4)
+      expect(numberOf((yield* serverMetrics(server)).get("http.server.request.duration{GET 2xx}"))).toBe(4)
 
       // once the server has stopped, its metrics are gone
       yield* Scope.close(scope, Exit.void)
@@ -269,20 +292,21 @@ describe("Effect Metrics", () => {
       yield* traffic(port)
       const text = yield* PrometheusMetrics.format()
       const label = `server="${server}"`
-      expect(text).toContain("# TYPE appserver_requests_total counter\n")
-      expect(text).toContain(`\nappserver_requests_total{${label}} 3\n`)
-      expect(text).toContain(`\nappserver_connections_accepted_total{${label}} 3\n`)
-      expect(text).toContain(`\nappserver_protocol_errors_total{${label},status="400"} 1\n`)
-      expect(text).toContain(`\nappserver_protocol_errors_total{${label},status="431"} 1\n`)
-      expect(text).toContain("# TYPE appserver_request_duration_seconds histogram\n")
-      expect(text).toContain(`\nappserver_request_duration_seconds_count{${label}} 3\n`)
-      expect(text).toContain(`\nappserver_request_duration_seconds_bucket{${label},le="+Inf"} 3\n`)
+      expect(text).toContain("# TYPE appserver_requests_received counter\n")
+      expect(text).toContain(`\nappserver_requests_received{${label}} 3\n`)
+      expect(text).toContain(`\nappserver_connections_accepted{${label}} 3\n`)
+      expect(text).toContain(`\nappserver_protocol_errors{${label},http_response_status_code="400"} 1\n`)
+      expect(text).toContain(`\nappserver_protocol_errors{${label},http_response_status_code="431"} 1\n`)
+      expect(text).toContain("# TYPE http_server_request_duration histogram\n")
+      const kind = `${label},http_request_method="GET",http_response_status_class="2xx"`
+      expect(text).toContain(`\nhttp_server_request_duration_count{${kind}} 3\n`)
+      expect(text).toContain(`\nhttp_server_request_duration_bucket{${kind},le="+Inf"} 3\n`)
 
       // the app sees the same registry as whoever built the server
       const scraped = yield* rawExchange(port, get("/metrics", "Connection: close"))
       expect(scraped.responses[0].status).toBe(200)
       // the scrape itself is the fourth request
-      expect(scraped.responses[0].body.toString()).toContain(`\nappserver_requests_total{${label}} 4\n`)
+      expect(scraped.responses[0].body.toString()).toContain(`\nappserver_requests_received{${label}} 4\n`)
     })
   )
 
@@ -293,7 +317,7 @@ describe("Effect Metrics", () => {
       const result = yield* rawExchange(port, get("/", "Connection: close"))
       expect(result.responses.map((r) => r.status)).toEqual([200])
       const inRegistry = yield* serverMetrics(server).pipe(Effect.provideService(Metric.MetricRegistry, registry))
-      expect(numberOf(inRegistry.get("appserver_requests_total"))).toBe(1)
+      expect(numberOf(inRegistry.get("appserver.requests.received"))).toBe(1)
       // and not in the default registry
       expect((yield* serverMetrics(server)).size).toBe(0)
     })
@@ -312,8 +336,8 @@ describe("examples/metrics.ts", () => {
       expect(response.header("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8")
       const body = response.body.toString()
       // counted when its head arrived: the scrape is the second request
-      expect(body).toContain(`\nappserver_requests_total{server="127.0.0.1:${port}"} 2\n`)
-      expect(body).toContain(`appserver_connections_open{server="127.0.0.1:${port}"} 1\n`)
+      expect(body).toContain(`\nappserver_requests_received{server="127.0.0.1:${port}"} 2\n`)
+      expect(body).toContain(`appserver_connections{server="127.0.0.1:${port}",state="active"} 1\n`)
     })
   )
 })
