@@ -94,10 +94,35 @@ export * as ReadyWait from "./manager/ReadyWait.ts"
  */
 export * as Prefork from "./prefork/Prefork.ts"
 /**
+ * Dropping root once bound: `resolveIdentity`, `dropPrivileges` (what `--user`/`--group` do).
+ *
+ * @since 0.1.0
+ */
+export * as Identity from "./process/Identity.ts"
+/**
+ * systemd's notify protocol (`Type=notify`): `fromEnvironment`, `serving`.
+ *
+ * @since 0.1.0
+ */
+export * as SystemdNotify from "./process/SystemdNotify.ts"
+/**
  * The SCGI server (`ScgiServer.layer(options)`), for apps behind nginx, Apache or lighttpd.
  *
  * @since 0.1.0
  */
 export * as ScgiServer from "./scgi/ScgiServer.ts"
 export type { AccessLogFormat } from "./stats/AccessLog.ts"
-export { Stats, type StatsSnapshot, type TimeoutKind } from "./stats/ServerStats.ts"
+/**
+ * The server's own log: Effect's loggers to stderr, as `--log-format` chooses them.
+ *
+ * @since 0.1.0
+ */
+export * as Logs from "./stats/Logs.ts"
+export {
+  type ConnectionStateName,
+  type RequestsOfKind,
+  Stats,
+  type StatsSnapshot,
+  StatsSnapshotSchema,
+  type TimeoutKind
+} from "./stats/ServerStats.ts"

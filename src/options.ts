@@ -373,7 +373,7 @@ export const IdentityFields = {
   user: Schema.optionalKey(
     Schema.String.check(Schema.isNonEmpty()).annotate({
       description:
-        "Run the app as this user (a name or uid), with its groups, once the server has bound its socket; needs root."
+        "Run the app as this user (a name or uid) and its primary group, without supplementary groups, once the server has bound its socket; needs root."
     })
   ),
   group: Schema.optionalKey(

@@ -29,7 +29,7 @@ import {
   ScgiServerOptions
 } from "../options.ts"
 import * as Prefork from "../prefork/Prefork.ts"
-import { resolveIdentity } from "../process/Identity.ts"
+import { giveFile, resolveIdentity } from "../process/Identity.ts"
 import * as SystemdNotify from "../process/SystemdNotify.ts"
 import * as Logs from "../stats/Logs.ts"
 import { LogFormat } from "../stats/Logs.ts"
@@ -196,6 +196,11 @@ const serveWith = Effect.fnUntraced(function* (
       : Effect.scoped(Effect.andThen(metricsEndpoint(metrics.metricsHost, metrics.metricsPort), effect))
   // Refused before anything is bound when this process may not become that user.
   const identity = yield* resolveIdentity(as)
+  // An access log file opened before the drop (or by workers started as the user) must be theirs.
+  const accessLogFile = given.accessLogFile
+  if (identity !== undefined && typeof accessLogFile === "string") {
+    yield* giveFile("accessLogFile", accessLogFile, identity)
+  }
   // Under a `Type=notify` unit: taken from the environment, so no worker or child inherits it.
   const notifier = SystemdNotify.fromEnvironment()
   SystemdNotify.unsetEnvironment()

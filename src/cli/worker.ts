@@ -34,6 +34,7 @@ import { type ConnectionSource, HandedConnections } from "../listen/Handoff.ts"
 import type { FromWorker, OldestRequest, StartWorker } from "../prefork/Messages.ts"
 import { decodeToWorker } from "../prefork/Messages.ts"
 import * as ScgiServer from "../scgi/ScgiServer.ts"
+import { reopenAccessLogs } from "../stats/AccessLog.ts"
 import { Health, ServerHealth } from "../stats/Health.ts"
 import * as Logs from "../stats/Logs.ts"
 import { Stats, type StatsSnapshot } from "../stats/ServerStats.ts"
@@ -310,13 +311,15 @@ const stopRequests: Effect.Effect<Deferred.Deferred<string>, never, Scope.Scope>
   ({ release }) => Effect.sync(release)
 ).pipe(Effect.map(({ stop }) => stop))
 
-/** The pool's health: draining once the primary says `Draining`. */
+/** The pool's health: draining once the primary says `Draining`; and its word to reopen the access log. */
 const poolHealth: Effect.Effect<Health, never, Scope.Scope> = Effect.acquireRelease(
   Effect.sync(() => {
     const health = new Health()
     const onMessage = (raw: unknown) => {
       const message = decodeToWorker(raw)
-      if (Option.isSome(message) && message.value._tag === "Draining") health.draining = true
+      if (Option.isNone(message)) return
+      if (message.value._tag === "Draining") health.draining = true
+      else if (message.value._tag === "ReopenLogs") reopenAccessLogs()
     }
     process.on("message", onMessage)
     return { health, release: () => process.off("message", onMessage) }

@@ -742,7 +742,8 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
     }
     if (!exchange.bodyDone) this.setPhase(Phase.Body, server.config.requestTimeout)
     const admission = server.admission
-    if (admission === undefined) {
+    // A health check is answered by the server itself: it never waits for a slot of the app's.
+    if (admission === undefined || server.runner.isHealthCheck(exchange.url)) {
       this.run(exchange)
       return
     }

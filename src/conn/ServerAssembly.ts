@@ -72,7 +72,7 @@ const accessLogSink = (spec: {
     const context = yield* Effect.context<never>()
     const path = spec.accessLogFile
     const onError = (error: Error) =>
-      Effect.runForkWith(context)(Effect.logError(`access log ${path ?? "(stdout)"}: lines lost: ${error.message}`))
+      Effect.runForkWith(context)(Effect.logError(`access log ${path ?? "(stdout)"}: ${error.message}`))
     const sink = yield* Effect.acquireRelease(
       Effect.try({
         try: () => new AccessLogSink(path, onError),

@@ -65,6 +65,8 @@ export interface RequestRunner<X extends RunExchange> {
       readonly bytes: number
     }
   ) => void
+  /** Whether a request target is the health path, which the runner answers without the app. */
+  readonly isHealthCheck: (url: string) => boolean
   /** Something about a connection worth an operator's attention (a send timeout), logged at Info. */
   readonly notice: (message: string, annotations: Readonly<Record<string, unknown>>) => void
 }
@@ -115,6 +117,7 @@ export const makeRunner = <X extends RunExchange>(options: {
     Effect.runForkWith(services)(effect)
   }
   return {
+    isHealthCheck,
     run: (exchange) => {
       // Now, while the socket is open: a client that leaves before its response is logged too.
       if (accessLog !== undefined) exchange.peer = { address: exchange.remoteAddress, port: exchange.remotePort }

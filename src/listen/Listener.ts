@@ -277,21 +277,34 @@ export const listen = (server: Net.Server, target: ListenTarget): Effect.Effect<
       if (target._tag === "Unix") yield* clearStaleSocket(target.path)
       yield* bind(server, target, label)
       if (target._tag === "Unix") {
-        const { path, mode, owner, group } = target
-        // Before the first connection is accepted: a client the mode or owner shuts out never gets in.
-        yield* Effect.try({
-          try: () => {
-            if (owner !== undefined || group !== undefined) Fs.chownSync(path, owner ?? -1, group ?? -1)
-            if (mode !== undefined) Fs.chmodSync(path, mode)
-          },
-          catch: (error) => bindError(error as NodeJS.ErrnoException, path)
-        }).pipe(Effect.onError(() => Effect.sync(() => server.close())))
+        yield* socketFileAccess(target).pipe(Effect.onError(() => Effect.sync(() => server.close())))
       }
       return { server, address: socketAddress(server, label) }
     }),
     ({ server }) => close(server)
   )
 }
+
+/**
+ * Gives a bound unix socket's file its owner, group and mode, before the first connection is
+ * accepted: a client they shut out never gets in.
+ *
+ * @since 0.1.0
+ */
+export const socketFileAccess = (target: {
+  readonly path: string
+  readonly mode: number | undefined
+  readonly owner: number | undefined
+  readonly group: number | undefined
+}): Effect.Effect<void, BindError> =>
+  Effect.try({
+    try: () => {
+      const { path, mode, owner, group } = target
+      if (owner !== undefined || group !== undefined) Fs.chownSync(path, owner ?? -1, group ?? -1)
+      if (mode !== undefined) Fs.chmodSync(path, mode)
+    },
+    catch: (error) => bindError(error as NodeJS.ErrnoException, target.path)
+  })
 
 /**
  * Stops accepting. Completes once every connection is gone, which their owners see to.

@@ -69,6 +69,8 @@ export const ToWorker = Schema.Union([
   Schema.TaggedStruct("Stop", {}),
   /** The pool is stopping (its stopDelay, then Stop): the health path answers 503 from now on. */
   Schema.TaggedStruct("Draining", {}),
+  /** Reopen the access log file by its path (logrotate renamed it). */
+  Schema.TaggedStruct("ReopenLogs", {}),
   /** A connection handed over (dispatch `primary`); the socket travels with the message. */
   Schema.TaggedStruct("Connection", {})
 ])

@@ -223,6 +223,8 @@ class Worker {
 export class Pool {
   private readonly spec: PoolSpec
   private readonly workers: Array<Worker> = []
+  /** The pool is stopping (announceDraining): workers that become ready are told too. */
+  private draining = false
   private readonly exits: Array<WorkerExit> = []
   private readonly exitCounts: Record<ExitKind, number> = {
     retired: 0,
@@ -484,6 +486,7 @@ export class Pool {
         return
       case "Ready":
         Deferred.doneUnsafe(worker.ready, Effect.void)
+        if (this.draining) worker.child.send({ _tag: "Draining" })
         return
       case "BootFailed":
         Deferred.doneUnsafe(worker.ready, Effect.fail(message.reason))
@@ -731,9 +734,15 @@ export class Pool {
     for (const w of this.workers) w.child.kill(signal)
   }
 
-  /** The pool is stopping: every worker's health path answers 503 from now on. */
+  /** The pool is stopping: every worker's health path answers 503 from now on (also those still starting). */
   announceDraining(): void {
+    this.draining = true
     for (const w of this.workers) w.child.send({ _tag: "Draining" })
+  }
+
+  /** Every worker reopens its access log file (SIGUSR1 to the primary, after logrotate). */
+  reopenLogs(): void {
+    for (const w of this.workers) w.child.send({ _tag: "ReopenLogs" })
   }
 
   /**

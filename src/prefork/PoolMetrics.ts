@@ -70,7 +70,10 @@ export const registerPoolMetrics = (
     // Its server's metrics, once it has reported them: their registrations live in a scope of
     // their own, closed when it has gone.
     const serverMetrics = new Map<number, { readonly scope: Scope.Closeable; readonly sync: () => void }>()
+    // Once removed (the scope closed), a late sync registers nothing again.
+    let removed = false
     const sync = () => {
+      if (removed) return
       const current = snapshot().workers
       const live = new Set(current.map((w) => w.id))
       for (const [id, regs] of perWorker) {
@@ -111,6 +114,7 @@ export const registerPoolMetrics = (
       Effect.sync(() => {
         for (const reg of registrations) reg.remove()
         for (const regs of perWorker.values()) for (const reg of regs) reg.remove()
+        removed = true
         for (const metrics of serverMetrics.values()) Effect.runSync(Scope.close(metrics.scope, Exit.void))
         serverMetrics.clear()
       })

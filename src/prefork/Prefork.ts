@@ -269,7 +269,31 @@ export const make = (
         )
       )
     }
-    // Registered last, so it runs first when the pool stops: the workers' health paths answer 503,
+    const metrics = yield* registerPoolMetrics(() => running.snapshot(Date.now()), listenerLabel(target, address))
+    yield* FiberSet.run(fibers, running.run(tickMillis))
+    // Per-worker metrics follow the workers as they come and go.
+    yield* FiberSet.run(fibers, Effect.repeat(Effect.sync(metrics.sync), Schedule.spaced(tickMillis)))
+    if (signals !== false) {
+      const handlers: ReadonlyArray<readonly [NodeJS.Signals, () => void]> = [
+        ["SIGHUP", () => running.reload()],
+        ["SIGTTIN", () => running.scale(1)],
+        ["SIGTTOU", () => running.scale(-1)],
+        // logrotate signals the primary: the workers write the access log, and reopen it (told
+        // over IPC: a signal could reach a worker still starting, before it listens for it).
+        ...(serverConfig.accessLogFile === undefined ? [] : [["SIGUSR1", () => running.reopenLogs()] as const])
+      ]
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          for (const [signal, handler] of handlers) process.on(signal, handler)
+        }),
+        () =>
+          Effect.sync(() => {
+            for (const [signal, handler] of handlers) process.off(signal, handler)
+          })
+      )
+    }
+    // Registered last, so it runs first when the pool stops (before the signal handlers, the
+    // metrics and the workers go): the workers' health paths answer 503,
     // and for stopDelay the pool serves on (the primary still accepting, with dispatch primary)
     // before the graceful stop.
     const stopDelay = millis(serverConfig.stopDelay)
@@ -283,30 +307,6 @@ export const make = (
         yield* Effect.sleep(stopDelay)
       })
     )
-    const metrics = yield* registerPoolMetrics(() => running.snapshot(Date.now()), listenerLabel(target, address))
-    yield* FiberSet.run(fibers, running.run(tickMillis))
-    // Per-worker metrics follow the workers as they come and go.
-    yield* FiberSet.run(fibers, Effect.repeat(Effect.sync(metrics.sync), Schedule.spaced(tickMillis)))
-    if (signals !== false) {
-      const handlers: ReadonlyArray<readonly [NodeJS.Signals, () => void]> = [
-        ["SIGHUP", () => running.reload()],
-        ["SIGTTIN", () => running.scale(1)],
-        ["SIGTTOU", () => running.scale(-1)],
-        // logrotate signals the primary: the workers write the access log, and reopen it.
-        ...(serverConfig.accessLogFile === undefined
-          ? []
-          : [["SIGUSR1", () => running.killWorkers("SIGUSR1")] as const])
-      ]
-      yield* Effect.acquireRelease(
-        Effect.sync(() => {
-          for (const [signal, handler] of handlers) process.on(signal, handler)
-        }),
-        () =>
-          Effect.sync(() => {
-            for (const [signal, handler] of handlers) process.off(signal, handler)
-          })
-      )
-    }
     return PreforkPool.of({
       address,
       snapshot: Effect.map(Clock.currentTimeMillis, (now) => running.snapshot(now)),

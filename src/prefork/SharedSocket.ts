@@ -20,7 +20,7 @@ import { Effect } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 import type * as Scope from "effect/Scope"
 import { BadAddress, type BindError } from "../errors.ts"
-import { bindError, clearStaleSocket, describeTarget, type ListenTarget } from "../listen/Listener.ts"
+import { bindError, clearStaleSocket, describeTarget, type ListenTarget, socketFileAccess } from "../listen/Listener.ts"
 
 /**
  * A bound socket the workers inherit.
@@ -110,13 +110,7 @@ export const bindShared = (target: ListenTarget): Effect.Effect<SharedSocket, Bi
         Effect.gen(function* () {
           yield* clearStaleSocket(target.path)
           const handle = yield* createServerHandle(target.path, -1, -1, 0, label)
-          const mode = target.mode
-          if (mode !== undefined) {
-            yield* Effect.try({
-              try: () => Fs.chmodSync(target.path, mode),
-              catch: (error) => bindError(error as NodeJS.ErrnoException, target.path)
-            }).pipe(Effect.onError(() => Effect.sync(() => handle.close())))
-          }
+          yield* socketFileAccess(target).pipe(Effect.onError(() => Effect.sync(() => handle.close())))
           return { handle, shared: { fd: handle.fd, address: NetAddress.unixPathAddress(target.path) } }
         }),
         ({ handle }) =>

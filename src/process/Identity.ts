@@ -119,24 +119,34 @@ export const resolveIdentity = (options: {
     return identity
   })
 
-/** The groups that list `user` as a member in /etc/group (what initgroups(3) would add). */
-const supplementaryGroups = (user: string | undefined): ReadonlyArray<number> => {
-  if (user === undefined) return []
-  try {
-    return Fs.readFileSync("/etc/group", "utf8")
-      .split("\n")
-      .map((line) => line.split(":"))
-      .filter((fields) => fields.length >= 4 && fields[3].split(",").includes(user))
-      .map((fields) => Number(fields[2]))
-  } catch {
-    return []
-  }
-}
+/**
+ * Creates `path` if need be and gives it to `identity`, so that a file this process opens before
+ * it drops root (an access log) can still be reopened after a rotation, and its workers, started
+ * as `identity`, can open it.
+ *
+ * @since 0.1.0
+ */
+export const giveFile = (option: string, path: string, identity: Identity): Effect.Effect<void, InvalidOptions> =>
+  Effect.try({
+    try: () => {
+      const fd = Fs.openSync(path, "a", 0o640)
+      try {
+        Fs.fchownSync(fd, identity.uid, identity.gid)
+      } finally {
+        Fs.closeSync(fd)
+      }
+    },
+    catch: (error) =>
+      new InvalidOptions({
+        option,
+        detail: `cannot give ${path} to uid ${identity.uid}: ${error instanceof Error ? error.message : String(error)}`
+      })
+  })
 
 /**
- * Becomes `identity` for good: supplementary groups (the user's, or none), then the group, then
- * the user (the other way round, setuid would leave no right to change the groups). Root cannot
- * be regained afterwards.
+ * Becomes `identity` for good: no supplementary groups (as a pool's workers, which libuv starts
+ * with none, and as gunicorn does by default), then the group, then the user (the other way
+ * round, setuid would leave no right to change the groups). Root cannot be regained afterwards.
  *
  * @since 0.1.0
  */
@@ -144,7 +154,7 @@ export const dropPrivileges = (identity: Identity): Effect.Effect<void, InvalidO
   Effect.try({
     try: () => {
       if (process.getuid?.() !== 0) return
-      process.setgroups?.([identity.gid, ...supplementaryGroups(identity.name)])
+      process.setgroups?.([identity.gid])
       process.setgid?.(identity.gid)
       process.setuid?.(identity.uid)
     },

@@ -100,6 +100,18 @@ export const formatAccess = (format: AccessLogFormat, r: AccessRecord): string =
   }
 }
 
+/** The sinks writing to files, which `reopenAccessLogs` reopens. */
+const fileSinks = new Set<AccessLogSink>()
+
+/**
+ * Reopens every access log file of this process (a prefork worker told to by its primary).
+ *
+ * @since 0.1.0
+ */
+export const reopenAccessLogs = (): void => {
+  for (const sink of fileSinks) sink.reopen()
+}
+
 /**
  * Where access log lines go: standard output, or a file opened for appending (several processes
  * may append to one: each write is one `write(2)` of whole lines to a file opened with O_APPEND).
@@ -114,6 +126,9 @@ export class AccessLogSink {
   private readonly path: string | undefined
   private readonly onError: (error: Error) => void
   private fd: number | undefined
+  private closed = false
+  /** Standard output failing (EPIPE: the reader went away) is an error event, not a throw. */
+  private readonly onStdoutError = (error: Error) => this.onError(error)
   private queued: Array<string> = []
   private scheduled = false
   private readonly onExit = () => this.flush()
@@ -131,9 +146,17 @@ export class AccessLogSink {
     this.onError = onError
     this.fd = path === undefined ? undefined : Fs.openSync(path, "a", 0o640)
     process.on("exit", this.onExit)
+    if (path === undefined) process.stdout.on("error", this.onStdoutError)
+    else fileSinks.add(this)
   }
 
   write(line: string): void {
+    if (this.closed) {
+      // A request that ended after the stop (an app that would not be interrupted): its line
+      // still goes where the others went.
+      this.writeClosed(`${line}\n`)
+      return
+    }
     this.queued.push(line)
     if (!this.scheduled) {
       this.scheduled = true
@@ -145,13 +168,14 @@ export class AccessLogSink {
   flush(): void {
     if (this.queued.length === 0) return
     const text = `${this.queued.join("\n")}\n`
+    const lines = this.queued.length
     this.queued = []
     try {
       // Standard output to a pipe, a file or a terminal is written synchronously on Linux.
       if (this.fd === undefined) process.stdout.write(text)
       else Fs.writeSync(this.fd, text)
     } catch (error) {
-      this.onError(error instanceof Error ? error : new Error(String(error)))
+      this.onError(new Error(`${lines} lines lost: ${error instanceof Error ? error.message : String(error)}`))
     }
   }
 
@@ -168,6 +192,16 @@ export class AccessLogSink {
       this.fd = next
     } catch (error) {
       // The old file stays open: lines keep going somewhere rather than nowhere.
+      const why = error instanceof Error ? error.message : String(error)
+      this.onError(new Error(`cannot reopen ${this.path} (${why}); writing on to the file it had open`))
+    }
+  }
+
+  private writeClosed(text: string): void {
+    try {
+      if (this.path === undefined) process.stdout.write(text)
+      else Fs.appendFileSync(this.path, text, { mode: 0o640 })
+    } catch (error) {
       this.onError(error instanceof Error ? error : new Error(String(error)))
     }
   }
@@ -175,7 +209,10 @@ export class AccessLogSink {
   /** Writes what is queued and closes the file. */
   close(): void {
     this.flush()
+    this.closed = true
     process.off("exit", this.onExit)
+    process.stdout.off("error", this.onStdoutError)
+    fileSinks.delete(this)
     if (this.fd !== undefined) Fs.closeSync(this.fd)
     this.fd = undefined
   }

@@ -200,6 +200,8 @@ describe("the command line: --health-path and --stop-delay", () => {
     expect(seen.every((status) => status === 200)).toBe(true)
     run.child.kill("SIGTERM")
     await sleep(300)
+    // a reload asked for meanwhile does not kill the stopping primary (its handlers stay until the end)
+    run.child.kill("SIGHUP")
     const statuses = [await get(`${url}/healthz`), await get(`${url}/healthz`)].map((r) => r.status)
     expect(statuses).toEqual([503, 503])
     const served = await get(`${url}/pid`)

@@ -88,6 +88,61 @@ describe.skipIf(!runs)("socket ownership and privilege drop (as root)", () => {
     expect(whoami((await getOverUnix(socket)).body).uid).toBe(0)
   })
 
+  it("with workers too: the shared socket gets its owner, group and mode before the workers accept", async () => {
+    const socket = Path.join(rootOnlyDir(), "app.sock")
+    const run = cli(
+      "serve",
+      "test/fixtures/whoami.ts",
+      "--socket",
+      socket,
+      "--workers",
+      "1",
+      "--socket-owner",
+      "nobody",
+      "--socket-group",
+      String(nobody.gid),
+      "--socket-mode",
+      "660"
+    )
+    await listeningOn(run, /^listening on (unix:\S+) \(1 workers\)$/m, 30_000)
+    const stat = Fs.statSync(socket)
+    expect([stat.uid, stat.gid, stat.mode & 0o777]).toEqual([nobody.uid, nobody.gid, 0o660])
+    expect((await getOverUnix(socket)).status).toBe(200)
+  })
+
+  it("--user with an access log file: the file is the user's, so it is reopened after a rotation", async () => {
+    const dir = rootOnlyDir()
+    // a log directory the user may create files in (logrotate's `create` does the same for it)
+    Fs.chmodSync(dir, 0o1777)
+    const file = Path.join(dir, "access.log")
+    const run = cli(
+      "serve",
+      "test/fixtures/whoami.ts",
+      "--port",
+      "0",
+      "--user",
+      "nobody",
+      "--access-log",
+      "common",
+      "--access-log-file",
+      file
+    )
+    const url = await listening(run)
+    expect(Fs.statSync(file).uid).toBe(nobody.uid)
+    expect((await fetch(`${url}/one`)).status).toBe(200)
+    Fs.renameSync(file, `${file}.1`)
+    run.child.kill("SIGUSR1")
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect((await fetch(`${url}/two`)).status).toBe(200)
+    for (let waited = 0; !Fs.existsSync(file) && waited < 3_000; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(Fs.readFileSync(file, "utf8")).toMatch(/"GET \/two HTTP\/1\.1" 200/)
+    expect(Fs.readFileSync(`${file}.1`, "utf8")).toMatch(/"GET \/one HTTP\/1\.1" 200/)
+    expect(run.stderr()).not.toContain("cannot reopen")
+  })
+
   it("an unknown socket owner or group is refused at startup, naming the flag", async () => {
     const socket = Path.join(rootOnlyDir(), "app.sock")
     const owner = cli("serve", "test/fixtures/whoami.ts", "--socket", socket, "--socket-owner", "no-such-user-x")

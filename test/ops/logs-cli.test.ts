@@ -67,6 +67,18 @@ describe("access log from the command line", () => {
     expect(run.stderr()).toContain(`serving ${Path.resolve("examples/echo.ts")} over http on ${url}, a single process`)
   })
 
+  it("standard output that goes away (EPIPE) loses lines, not the server", async () => {
+    const run = cli("serve", "examples/echo.ts", "--port", "0", "--access-log", "common")
+    const url = await listening(run)
+    // the reader of standard output is gone, as `| head -1` leaves it
+    run.child.stdout?.destroy()
+    for (let i = 0; i < 5; i++) expect(await get(`${url}/?i=${i}`)).toBe(200)
+    await sleep(200)
+    expect(run.child.exitCode).toBe(null)
+    run.child.kill("SIGTERM")
+    expect((await exitOf(run)).code).toBe(0)
+  })
+
   it("--access-log-file: SIGUSR1 reopens the file after a rename (logrotate), no line lost", async () => {
     const dir = tempDir()
     const file = Path.join(dir, "access.log")

@@ -30,7 +30,7 @@ const appDir = (): string => {
       'import { Effect } from "effect"',
       'import * as HttpServerResponse from "effect/http/HttpServerResponse"',
       'import { message } from "./message.ts"',
-      "export default Effect.sync(() => HttpServerResponse.text(`${message} ${process.pid}`))",
+      'export default Effect.sync(() => HttpServerResponse.text([message, process.pid].join(" ")))',
       ""
     ].join("\n")
   )
