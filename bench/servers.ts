@@ -1,7 +1,8 @@
 /**
  * The servers under test, started as child processes serving the echo contract on 127.0.0.1,
  * each on a free port of its own: effect-appserver from this checkout, Effect's NodeHttpServer,
- * bare node:http, and with --baseline effect-appserver from another revision (bench/baseline.ts).
+ * bare node:http, the limit (a raw node:net responder, bench/peers/limit.ts), and with
+ * --baseline effect-appserver from another revision (bench/baseline.ts).
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
@@ -10,7 +11,7 @@ import * as Path from "node:path"
 import { createInterface } from "node:readline"
 import { terminate, track } from "./proc.ts"
 
-export type ServerId = "appserver" | "appserver-base" | "effect-node" | "node-http"
+export type ServerId = "appserver" | "appserver-base" | "effect-node" | "node-http" | "limit"
 
 export interface ServerSpec {
   readonly id: ServerId
@@ -65,7 +66,9 @@ export const appserverSpec = (checkout: Checkout): ServerSpec => ({
 export const SERVER_SPECS: ReadonlyArray<ServerSpec> = [
   appserverSpec(THIS_CHECKOUT),
   { id: "effect-node", label: "NodeHttpServer", args: ["bench/peers/effect-node.ts"], cwd: REPO_ROOT },
-  { id: "node-http", label: "node:http", args: ["bench/peers/node-http.ts"], cwd: REPO_ROOT }
+  { id: "node-http", label: "node:http", args: ["bench/peers/node-http.ts"], cwd: REPO_ROOT },
+  // not a peer but the yardstick: the least an HTTP/1.1 responder must do (bench/peers/limit.ts)
+  { id: "limit", label: "limit (raw node:net)", args: ["bench/peers/limit.ts"], cwd: REPO_ROOT }
 ]
 
 export const HOST = "127.0.0.1"

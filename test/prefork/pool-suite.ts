@@ -319,6 +319,12 @@ export const poolSuite = (front: Front, dispatch: "shared" | "primary" = "shared
               expect(calledOff).toBe(true)
               // Not halted, the same workers, serving the code they booted with.
               expect(yield* Effect.exit(Effect.timeout(pool.halted, 200))).toMatchObject({ _tag: "Failure" })
+              // the last failed worker is listed until its process has exited, just after the log line
+              const sameWorkers = yield* waitFor(
+                Effect.map(pool.snapshot, (s) => s.workers.length === before.length),
+                5_000
+              )
+              expect(sameWorkers).toBe(true)
               const snapshot = yield* pool.snapshot
               expect(snapshot.workers.map((w) => w.pid).sort()).toEqual([...before].sort())
               expect(snapshot.workers.every((w) => w.state === "idle" || w.state === "busy")).toBe(true)
