@@ -8,10 +8,10 @@
  */
 import * as Fs from "node:fs"
 import * as Http from "node:http"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { cli, exitOf, killAll, listening, listeningOn, root, spawnTracked } from "../helpers/cli.ts"
+import { removeTempDirs, tempDir } from "../helpers/tempDir.ts"
 
 const isRoot = process.getuid?.() === 0
 const runs = isRoot || process.env.CI === "true"
@@ -25,18 +25,15 @@ const nobody = (() => {
   return { uid: Number(fields[2] ?? Number.NaN), gid: Number(fields[3] ?? Number.NaN) }
 })()
 
-const dirs: Array<string> = []
-
 afterEach(() => {
   killAll()
-  for (const dir of dirs.splice(0)) Fs.rmSync(dir, { recursive: true, force: true })
+  removeTempDirs()
 })
 
 /** A fresh directory only root may enter (mode 700), as /run/app would be. */
 const rootOnlyDir = (): string => {
-  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "appserver-identity-"))
+  const dir = tempDir("appserver-identity-")
   Fs.chmodSync(dir, 0o700)
-  dirs.push(dir)
   return dir
 }
 

@@ -7,23 +7,15 @@
  * `--log-level`, starting with a line that says what serves what, where.
  */
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { cli, exitOf, killAll, listening, listeningOn } from "../helpers/cli.ts"
-
-const dirs: Array<string> = []
+import { removeTempDirs, tempDir } from "../helpers/tempDir.ts"
 
 afterEach(() => {
   killAll()
-  for (const dir of dirs.splice(0)) Fs.rmSync(dir, { recursive: true, force: true })
+  removeTempDirs()
 })
-
-const tempDir = (): string => {
-  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "appserver-logs-"))
-  dirs.push(dir)
-  return dir
-}
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -80,7 +72,7 @@ describe("access log from the command line", () => {
   })
 
   it("--access-log-file: SIGUSR1 reopens the file after a rename (logrotate), no line lost", async () => {
-    const dir = tempDir()
+    const dir = tempDir("appserver-logs-")
     const file = Path.join(dir, "access.log")
     const run = cli("serve", "examples/echo.ts", "--port", "0", "--access-log", "combined", "--access-log-file", file)
     const url = await listening(run)
@@ -109,7 +101,7 @@ describe("access log from the command line", () => {
   })
 
   it("a pool: every worker appends to the file, and reopens it when the primary gets SIGUSR1", async () => {
-    const dir = tempDir()
+    const dir = tempDir("appserver-logs-")
     const file = Path.join(dir, "access.log")
     const run = cli(
       "serve",

@@ -7,11 +7,11 @@
  */
 import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { cli, killAll, listeningOn } from "../helpers/cli.ts"
 import { type Nginx, nginxGate, startNginx } from "../helpers/nginx.ts"
+import { removeTempDirs, tempDir } from "../helpers/tempDir.ts"
 
 const gate = nginxGate()
 const isRoot = process.getuid?.() === 0
@@ -30,13 +30,13 @@ const cleanups: Array<() => Promise<void> | void> = []
 afterEach(async () => {
   killAll()
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+  removeTempDirs()
 })
 
 /** `mkdir -p /run/app`: a fresh directory with the default mode (0755), removed afterwards. */
 const socketDir = (): string => {
-  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "appserver-run-"))
+  const dir = tempDir("appserver-run-")
   Fs.chmodSync(dir, 0o755)
-  cleanups.push(() => Fs.rmSync(dir, { recursive: true, force: true }))
   return dir
 }
 

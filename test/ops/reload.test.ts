@@ -7,12 +7,11 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { cli, exitOf, killAll, listeningOn, root } from "../helpers/cli.ts"
-
-const dirs: Array<string> = []
+import { removeTempDirs, tempDir } from "../helpers/tempDir.ts"
 
 afterEach(() => {
   killAll()
-  for (const dir of dirs.splice(0)) Fs.rmSync(dir, { recursive: true, force: true })
+  removeTempDirs()
 })
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -22,8 +21,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * node_modules), answering what its imported message.ts exports.
  */
 const appDir = (): string => {
-  const dir = Fs.mkdtempSync(Path.join(root, "test", ".reload-"))
-  dirs.push(dir)
+  const dir = tempDir(".reload-", Path.join(root, "test"))
   Fs.writeFileSync(
     Path.join(dir, "app.ts"),
     [

@@ -8,10 +8,10 @@
  */
 import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { type Cli, cliWith, exitOf, killAll, listening, listeningOn, root, spawnTracked } from "../helpers/cli.ts"
+import { removeTempDirs, tempDir } from "../helpers/tempDir.ts"
 
 const has = (command: string): boolean => {
   try {
@@ -24,19 +24,16 @@ const has = (command: string): boolean => {
 const available = has("systemd-notify") && has("python3")
 const runs = available || process.env.CI === "true"
 
-const dirs: Array<string> = []
-
 afterEach(() => {
   killAll()
-  for (const dir of dirs.splice(0)) Fs.rmSync(dir, { recursive: true, force: true })
+  removeTempDirs()
 })
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** The notify socket stand-in: its path, and the messages it received so far. */
 const notifySocket = async (): Promise<{ path: string; messages: () => Array<string> }> => {
-  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "appserver-notify-"))
-  dirs.push(dir)
+  const dir = tempDir("appserver-notify-")
   const path = Path.join(dir, "notify")
   const listener = spawnTracked("python3", [Path.join(root, "test/fixtures/notify-listener.py"), path], { cwd: root })
   for (let waited = 0; !listener.stdout().startsWith("ready\n"); waited += 20) {
