@@ -302,15 +302,20 @@ const readOnly = <S>(get: () => S): Metric.Metric.Hooks<never, S> => ({
   modify: () => {}
 })
 
-/** Reads at most once per millisecond: a scrape reads every metric of a server from the same numbers. */
-const cachedPerMillisecond = (read: () => StatsSnapshot): (() => StatsSnapshot) => {
-  let at = -1
+/**
+ * Reads once per synchronous run: a scrape reads every metric of a server from the same numbers,
+ * and whatever happens after it (in a later task) is read afresh. (A cache by time would serve a
+ * snapshot taken before a request that came within the same millisecond.)
+ */
+const cachedUntilMicrotask = (read: () => StatsSnapshot): (() => StatsSnapshot) => {
   let last: StatsSnapshot | undefined
+  const forget = () => {
+    last = undefined
+  }
   return () => {
-    const now = Date.now()
-    if (last === undefined || now !== at) {
+    if (last === undefined) {
       last = read()
-      at = now
+      queueMicrotask(forget)
     }
     return last
   }
@@ -344,7 +349,7 @@ export const registerSnapshotMetrics = (
 ): Effect.Effect<{ readonly sync: () => void }, never, Scope.Scope> =>
   Effect.gen(function* () {
     const context = yield* Effect.context<never>()
-    const snapshot = cachedPerMillisecond(read)
+    const snapshot = cachedUntilMicrotask(read)
     const registrations: Array<Metric.Registration> = []
     const counter = (name: string, description: string, extra: Record<string, string>, get: () => number) => {
       const metric = Metric.counter(name, { description, incremental: true, attributes: { ...attributes, ...extra } })

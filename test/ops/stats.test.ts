@@ -13,6 +13,7 @@ import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import { PrometheusMetrics } from "effect/observability"
 import routes from "../../examples/metrics.ts"
 import type { Http1ServerOptionsInput } from "../../src/options.ts"
+import { registerSnapshotMetrics, ServerStats } from "../../src/stats/ServerStats.ts"
 import { parseResponses, type RawResponse, rawExchange, request } from "../helpers/raw.ts"
 import { type Provided, serveLayer, serveScoped } from "../helpers/server.ts"
 import { waitFor } from "../helpers/wait.ts"
@@ -211,6 +212,19 @@ describe("Stats", () => {
 })
 
 describe("Effect Metrics", () => {
+  it.effect("a read after another task sees the numbers of then, however soon (no snapshot kept across events)", () =>
+    Effect.gen(function* () {
+      const stats = new ServerStats()
+      yield* registerSnapshotMetrics(() => stats.snapshot(), { server: "cache-test" })
+      const received = Effect.map(serverMetrics("cache-test"), (m) => numberOf(m.get("appserver.requests.received")))
+      expect(yield* received).toBe(0)
+      stats.requests++
+      // the next read comes in a later task, usually within the same millisecond
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      expect(yield* received).toBe(1)
+    })
+  )
+
   it.live("Metric.snapshot reads the server's numbers, labelled with its address, until it stops", () =>
     Effect.gen(function* () {
       const { port, server, scope } = yield* start(hello, { maxHeaderSize: 1024, keepAliveTimeout: 60 })
