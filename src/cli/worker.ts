@@ -328,9 +328,9 @@ const poolHealth: Effect.Effect<Health, never, Scope.Scope> = Effect.acquireRele
 ).pipe(Effect.map(({ health }) => health))
 
 /**
- * Signals meant for the primary (reload, scale) that reach a worker too (a terminal's process
- * group), and SIGUSR1, which the primary forwards for the access log file (its server reopens
- * it): without a listener, SIGUSR1 would start Node's inspector in a worker still booting.
+ * Signals meant for the primary (reload, scale, reopening the access log) that reach a worker too
+ * (a terminal's process group, `kill -- -PGID`): ignored here, the primary tells its workers over
+ * IPC. Without a listener, SIGUSR1 would start Node's inspector.
  */
 const primarySignals: ReadonlyArray<NodeJS.Signals> = ["SIGHUP", "SIGTTIN", "SIGTTOU", "SIGUSR1", "SIGUSR2"]
 

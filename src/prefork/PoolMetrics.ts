@@ -9,17 +9,12 @@
  *
  * @since 0.1.0
  */
-import { Effect, Exit, Metric, Scope } from "effect"
+import { Effect, Exit, type Metric, Scope } from "effect"
+import { registerCounter, registerGauge } from "../stats/MetricHooks.ts"
 import { registerSnapshotMetrics, type StatsSnapshot } from "../stats/ServerStats.ts"
 import { exitKinds, type PoolSnapshot, type WorkerState } from "./Pool.ts"
 
 const prefix = "appserver_"
-
-const readOnly = <S>(get: () => S): Metric.Metric.Hooks<never, S> => ({
-  get,
-  update: () => {},
-  modify: () => {}
-})
 
 const states: ReadonlyArray<WorkerState> = ["starting", "idle", "busy", "retiring"]
 
@@ -38,17 +33,9 @@ export const registerPoolMetrics = (
     const at = { server }
     const registrations: Array<Metric.Registration> = []
     const gauge = (name: string, description: string, attributes: Record<string, string>, read: () => number) =>
-      Metric.registerUnsafe(
-        Metric.gauge(prefix + name, { description, attributes }),
-        context,
-        readOnly(() => ({ value: read() }))
-      )
+      registerGauge(context, prefix + name, description, attributes, read)
     const counter = (name: string, description: string, attributes: Record<string, string>, read: () => number) =>
-      Metric.registerUnsafe(
-        Metric.counter(prefix + name, { description, incremental: true, attributes }),
-        context,
-        readOnly(() => ({ count: read(), incremental: true }))
-      )
+      registerCounter(context, prefix + name, description, attributes, read)
     for (const state of states) {
       registrations.push(
         gauge("workers", "Worker processes by state", { ...at, state }, () =>

@@ -7,6 +7,7 @@
  */
 import { Context, Effect, Metric, Schema } from "effect"
 import type * as Scope from "effect/Scope"
+import { readOnly, registerCounter, registerGauge } from "./MetricHooks.ts"
 
 /**
  * Upper bounds (seconds) of the request duration histogram's buckets.
@@ -296,12 +297,6 @@ export class Stats extends Context.Service<
   }
 >()("effect-appserver/Stats") {}
 
-const readOnly = <S>(get: () => S): Metric.Metric.Hooks<never, S> => ({
-  get,
-  update: () => {},
-  modify: () => {}
-})
-
 /**
  * Reads once per synchronous run: a scrape reads every metric of a server from the same numbers,
  * and whatever happens after it (in a later task) is read afresh. (A cache by time would serve a
@@ -352,24 +347,10 @@ export const registerSnapshotMetrics = (
     const snapshot = cachedUntilMicrotask(read)
     const registrations: Array<Metric.Registration> = []
     const counter = (name: string, description: string, extra: Record<string, string>, get: () => number) => {
-      const metric = Metric.counter(name, { description, incremental: true, attributes: { ...attributes, ...extra } })
-      registrations.push(
-        Metric.registerUnsafe(
-          metric,
-          context,
-          readOnly(() => ({ count: get(), incremental: true }))
-        )
-      )
+      registrations.push(registerCounter(context, name, description, { ...attributes, ...extra }, get))
     }
     const gauge = (name: string, description: string, extra: Record<string, string>, get: () => number) => {
-      const metric = Metric.gauge(name, { description, attributes: { ...attributes, ...extra } })
-      registrations.push(
-        Metric.registerUnsafe(
-          metric,
-          context,
-          readOnly(() => ({ value: get() }))
-        )
-      )
+      registrations.push(registerGauge(context, name, description, { ...attributes, ...extra }, get))
     }
     gauge(
       "http.server.active_requests",

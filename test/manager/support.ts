@@ -10,6 +10,7 @@ import * as Path from "node:path"
 import { Effect, type Scope } from "effect"
 import type { ProcessManagerOptions } from "../../src/manager/ProcessManager.ts"
 import { alive } from "../helpers/prefork.ts"
+import { removeTempDirs, tempDir as sharedTempDir } from "../helpers/tempDir.ts"
 
 export const root = Path.resolve(import.meta.dirname, "../..")
 export const fixturePath = Path.join(root, "test/fixtures/managed.ts")
@@ -95,31 +96,12 @@ export const killLeftovers = (token: string): Array<number> => {
 }
 
 /** A TCP port free on 127.0.0.1 right now. */
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = Net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
+export { freePort } from "../helpers/nginx.ts"
 
-/** The temporary directories made by `tempDir`, removed by `removeTempDirs`. */
-const tempDirs: Array<string> = []
+/** A fresh temporary directory in /tmp (short: unix socket paths are bounded), removed by `removeTempDirs` (call it in `afterAll`). */
+export const tempDir = (prefix = "effect-appserver-manager-"): string => sharedTempDir(prefix, "/tmp")
 
-/** A fresh temporary directory, removed by `removeTempDirs` (call it in `afterAll`). */
-export const tempDir = (prefix = "effect-appserver-manager-"): string => {
-  const dir = Fs.mkdtempSync(Path.join("/tmp", prefix))
-  tempDirs.push(dir)
-  return dir
-}
-
-/** Removes the directories `tempDir` made (and what is in them). */
-export const removeTempDirs = (): void => {
-  for (const dir of tempDirs.splice(0)) Fs.rmSync(dir, { recursive: true, force: true })
-}
+export { removeTempDirs }
 
 /** A fresh path for a unix socket, in a directory `removeTempDirs` removes. */
 export const socketPath = (name: string): string => Path.join(tempDir(), `${name}.sock`)
