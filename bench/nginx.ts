@@ -39,7 +39,13 @@ import {
 /** The paths through effect-appserver; with --baseline each also runs as `<id>-base`. */
 type AppserverPathId = "scgi-tcp" | "scgi-unix" | "appserver-http-close" | "appserver-http"
 
-export type NginxPathId = AppserverPathId | `${AppserverPathId}-base` | "scgi-net" | "node-http-close" | "node-http"
+export type NginxPathId =
+  | AppserverPathId
+  | `${AppserverPathId}-base`
+  | "scgi-net"
+  | "scgi-effect-limit"
+  | "node-http-close"
+  | "node-http"
 
 export interface NginxPath {
   readonly id: NginxPathId
@@ -151,6 +157,12 @@ export const nginxPaths = (checkouts: ReadonlyArray<Checkout>): Array<NginxPath>
   onTcp("scgi-net", "nginx → SCGI (TCP) → bare node:net SCGI", peer("node:net SCGI", "bench/peers/scgi-net.ts"), {
     protocol: "scgi"
   }),
+  onTcp(
+    "scgi-effect-limit",
+    "nginx → SCGI (TCP) → SCGI Effect limit (bare node:net SCGI + a fiber per request)",
+    { label: "SCGI Effect limit", args: ["bench/peers/scgi-net.ts", "--effect"], cwd: REPO_ROOT },
+    { protocol: "scgi" }
+  ),
   ...checkouts.map(httpClose),
   onTcp(
     "node-http-close",
@@ -210,6 +222,22 @@ const RATIOS: ReadonlyArray<{
     versus: "node-http",
     title: "SCGI (TCP) → bare node:net SCGI / HTTP proxy, keep-alive upstream → node:http"
   }
+]
+
+/**
+ * Ratios of the backend's median CPU µs per request (issue 13: effect-appserver's SCGI server within
+ * 10% of the bare node:net SCGI server), and against the SCGI Effect limit, the least any server
+ * running the app as an Effect spends.
+ */
+const CPU_RATIOS: ReadonlyArray<{
+  readonly of: NginxPathId
+  readonly versus: NginxPathId
+  readonly title: string
+  readonly atMost?: number
+}> = [
+  { of: "scgi-tcp", versus: "scgi-net", title: "SCGI (TCP): effect-appserver / bare node:net SCGI", atMost: 1.1 },
+  { of: "scgi-tcp", versus: "scgi-effect-limit", title: "SCGI (TCP): effect-appserver / SCGI Effect limit" },
+  { of: "scgi-effect-limit", versus: "scgi-net", title: "SCGI (TCP): SCGI Effect limit / bare node:net SCGI" }
 ]
 
 /** CPU µs per request of the backend process and of nginx's worker. */
@@ -438,6 +466,19 @@ export const renderNginxSection = (outcome: NginxOutcome): string => {
       Number.isFinite(value) ? pass(value >= ratio.atLeast) : "not measured"
     ]
   })
+  const cpuRatios = CPU_RATIOS.map((ratio) => {
+    const value =
+      medianCpu(runsOf(samples, ratio.of), (c) => c.backendUs) /
+      medianCpu(runsOf(samples, ratio.versus), (c) => c.backendUs)
+    const shown = Number.isFinite(value) ? `${value.toFixed(2)}x` : "n/a"
+    if (ratio.atMost === undefined) return [ratio.title, shown, "-", ""]
+    return [
+      ratio.title,
+      shown,
+      `<= ${ratio.atMost.toFixed(2)}x`,
+      Number.isFinite(value) ? pass(value <= ratio.atMost) : "not measured"
+    ]
+  })
   return [
     `## nginx in front (${outcome.version}, worker_processes 1)`,
     "",
@@ -446,7 +487,8 @@ export const renderNginxSection = (outcome: NginxOutcome): string => {
       "request; so does nginx's default HTTP proxying (HTTP/1.0). The keep-alive paths use " +
       '`proxy_http_version 1.1`, `Connection ""` and `keepalive 32` upstream connections. The bare node:net ' +
       "SCGI server (bench/peers/scgi-net.ts) does only what the echo contract needs: what any Node SCGI " +
-      "server can reach here. CPU µs/req: user + system CPU of the backend process and of nginx's worker " +
+      "server can reach here; the SCGI Effect limit (the same with `--effect`) also runs the echo app as " +
+      "Effect's HTTP app per request, at the least that costs (bench/peers/effectFloor.ts). CPU µs/req: user + system CPU of the backend process and of nginx's worker " +
       "(from /proc) over a run, per request (medians over rounds).",
     "",
     table(
@@ -463,6 +505,8 @@ export const renderNginxSection = (outcome: NginxOutcome): string => {
       rows
     ),
     "",
-    table(["Ratio (median req/s)", "value", "target", "met"], ratios)
+    table(["Ratio (median req/s)", "value", "target", "met"], ratios),
+    "",
+    table(["Ratio (median server CPU µs/req)", "value", "target", "met"], cpuRatios)
   ].join("\n")
 }

@@ -126,6 +126,15 @@ const ratioCell = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, versus:
   return [shown, `>= ${target.atLeast}x`, Number.isFinite(ratio) ? pass(ratio >= target.atLeast) : "not measured"]
 }
 
+/** A ratio without a target, `a / b` of median req/s. */
+const ratioOf = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, a: ServerId, b: ServerId): string => {
+  const ratio = medianRps(samples, scenario, a) / medianRps(samples, scenario, b)
+  const tainted = [...samplesOf(samples, scenario, a), ...samplesOf(samples, scenario, b)].some((sample) =>
+    hasErrors(sample.result)
+  )
+  return ratioText(ratio, tainted)
+}
+
 const ratioTable = (samples: ReadonlyArray<Sample>, scenarios: ReadonlyArray<Scenario>): string =>
   table(
     [
@@ -138,13 +147,17 @@ const ratioTable = (samples: ReadonlyArray<Sample>, scenarios: ReadonlyArray<Sce
       "met",
       "appserver / limit",
       "target",
-      "met"
+      "met",
+      "appserver / Effect limit",
+      "Effect limit / limit"
     ],
     scenarios.map((scenario) => [
       scenario.title,
       ...ratioCell(samples, scenario.id, "effect-node"),
       ...ratioCell(samples, scenario.id, "node-http"),
-      ...ratioCell(samples, scenario.id, "limit")
+      ...ratioCell(samples, scenario.id, "limit"),
+      ratioOf(samples, scenario.id, "appserver", "effect-limit"),
+      ratioOf(samples, scenario.id, "effect-limit", "limit")
     ])
   )
 

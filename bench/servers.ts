@@ -11,7 +11,7 @@ import * as Path from "node:path"
 import { createInterface } from "node:readline"
 import { terminate, track } from "./proc.ts"
 
-export type ServerId = "appserver" | "appserver-base" | "effect-node" | "node-http" | "limit"
+export type ServerId = "appserver" | "appserver-base" | "effect-node" | "node-http" | "limit" | "effect-limit"
 
 export interface ServerSpec {
   readonly id: ServerId
@@ -68,7 +68,15 @@ export const SERVER_SPECS: ReadonlyArray<ServerSpec> = [
   { id: "effect-node", label: "NodeHttpServer", args: ["bench/peers/effect-node.ts"], cwd: REPO_ROOT },
   { id: "node-http", label: "node:http", args: ["bench/peers/node-http.ts"], cwd: REPO_ROOT },
   // not a peer but the yardstick: the least an HTTP/1.1 responder must do (bench/peers/limit.ts)
-  { id: "limit", label: "limit (raw node:net)", args: ["bench/peers/limit.ts"], cwd: REPO_ROOT }
+  { id: "limit", label: "limit (raw node:net)", args: ["bench/peers/limit.ts"], cwd: REPO_ROOT },
+  // the limit of any server running the app as an Effect: the limit plus a fiber per request
+  // through HttpEffect.toHandled (bench/peers/effect-limit.ts)
+  {
+    id: "effect-limit",
+    label: "Effect limit (limit + a fiber per request)",
+    args: ["bench/peers/effect-limit.ts"],
+    cwd: REPO_ROOT
+  }
 ]
 
 export const HOST = "127.0.0.1"

@@ -16,6 +16,7 @@
  */
 import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
+import { type FramedRequest, header, serveFramed } from "./framing.ts"
 import { parseListenArgs, readyLine } from "./listenArgs.ts"
 
 const HELLO = Buffer.from(
@@ -27,51 +28,18 @@ const HELLO_CLOSE = Buffer.from(
   "latin1"
 )
 const NOT_FOUND = Buffer.from("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", "latin1")
-const END_OF_HEAD = Buffer.from("\r\n\r\n", "latin1")
 
-/** The value of header `name` (lower case, with its colon) in a head, or undefined. */
-const header = (head: string, name: string): string | undefined => {
-  const at = head.toLowerCase().indexOf(`\r\n${name}`)
-  if (at === -1) return undefined
-  const end = head.indexOf("\r\n", at + 2)
-  return head.slice(at + 2 + name.length, end === -1 ? undefined : end).trim()
+const answer = ({ head, body, close }: FramedRequest): Buffer => {
+  if (head.startsWith("GET / ")) return close ? HELLO_CLOSE : HELLO
+  if (!head.startsWith("POST /echo ")) return NOT_FOUND
+  const type = header(head, "content-type:") ?? "application/octet-stream"
+  return Buffer.concat([
+    Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: ${type}\r\nContent-Length: ${body.length}\r\n\r\n`, "latin1"),
+    body
+  ])
 }
 
-const serve = (socket: Net.Socket): void => {
-  let buffered: Buffer = Buffer.alloc(0)
-  socket.on("error", () => socket.destroy())
-  socket.on("data", (chunk: Buffer) => {
-    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
-    const out: Array<Buffer> = []
-    let close = false
-    for (;;) {
-      const headEnd = buffered.indexOf(END_OF_HEAD)
-      if (headEnd === -1) break
-      const head = buffered.toString("latin1", 0, headEnd + 2)
-      const length = Number(header(head, "content-length:") ?? 0)
-      const bodyStart = headEnd + 4
-      if (buffered.length < bodyStart + length) break
-      close = header(head, "connection:")?.toLowerCase() === "close"
-      if (head.startsWith("GET / ")) {
-        out.push(close ? HELLO_CLOSE : HELLO)
-      } else if (head.startsWith("POST /echo ")) {
-        const type = header(head, "content-type:") ?? "application/octet-stream"
-        out.push(
-          Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: ${type}\r\nContent-Length: ${length}\r\n\r\n`, "latin1"),
-          buffered.subarray(bodyStart, bodyStart + length)
-        )
-      } else {
-        out.push(NOT_FOUND)
-      }
-      buffered = buffered.subarray(bodyStart + length)
-      if (close) break
-    }
-    if (out.length === 0) return
-    const response = out.length === 1 ? out[0] : Buffer.concat(out)
-    if (close) socket.end(response)
-    else socket.write(response)
-  })
-}
+const serve = (socket: Net.Socket): void => serveFramed(socket, answer)
 
 /** `--handoff-workers N` and the listen flags after taking it out. */
 const { workers, listenArgv } = (() => {

@@ -7,7 +7,10 @@
  *   GET  /      200 text/plain "Hello, World!"
  *   POST /echo  200, the request body with the request's Content-Type
  *
- * Usage: node bench/peers/scgi-net.ts --host 127.0.0.1 --port 4000
+ * With `--effect` it is the SCGI Effect limit instead: the same, but each request runs the echo app
+ * (examples/echo.ts) as Effect's HTTP app, at the least that costs (bench/peers/effectFloor.ts).
+ *
+ * Usage: node bench/peers/scgi-net.ts --host 127.0.0.1 --port 4000 [--effect]
  */
 
 import type { AddressInfo } from "node:net"
@@ -36,6 +39,53 @@ const parseHead = (input: Buffer): { readonly variables: Map<string, string>; re
   return { variables, bodyAt: end + 1 }
 }
 
+/** The echo contract answered directly. */
+const answerDirectly = (variables: ReadonlyMap<string, string>, body: Buffer): Buffer => {
+  const method = variables.get("REQUEST_METHOD")
+  const uri = variables.get("REQUEST_URI")
+  if (uri === "/" && (method === "GET" || method === "HEAD")) return hello
+  if (uri === "/echo" && method === "POST") {
+    return response("200 OK", variables.get("CONTENT_TYPE") || "application/octet-stream", body)
+  }
+  return notFound
+}
+
+/** The HTTP header fields of the variables (HTTP_*, CONTENT_TYPE, CONTENT_LENGTH), by lower-case name. */
+const fieldsOf = (variables: ReadonlyMap<string, string>): Record<string, string> => {
+  const fields: Record<string, string> = {}
+  for (const [name, value] of variables) {
+    if (name.startsWith("HTTP_")) fields[name.slice(5).toLowerCase().replaceAll("_", "-")] = value
+  }
+  const type = variables.get("CONTENT_TYPE")
+  if (type) fields["content-type"] = type
+  const length = variables.get("CONTENT_LENGTH")
+  if (length !== undefined && length !== "0") fields["content-length"] = length
+  return fields
+}
+
+/**
+ * `--effect`: the echo app run as Effect's HTTP app, at the least that costs. Loaded only then, so
+ * the bare server loads no Effect.
+ */
+const floor = process.argv.includes("--effect") ? await import("./effectFloor.ts") : undefined
+
+const answer =
+  floor === undefined
+    ? answerDirectly
+    : (variables: ReadonlyMap<string, string>, body: Buffer): Buffer => {
+        const reply = floor.respond({
+          method: variables.get("REQUEST_METHOD") ?? "GET",
+          url: variables.get("REQUEST_URI") ?? "/",
+          headers: () => fieldsOf(variables),
+          body
+        })
+        return floor.encodeResponse(
+          `Status: ${reply.status} ${floor.REASONS[reply.status] ?? "Unknown"}\r\n`,
+          reply,
+          ""
+        )
+      }
+
 const serve = (socket: Net.Socket): void => {
   let input: Buffer = Buffer.alloc(0)
   socket.on("error", () => socket.destroy())
@@ -46,13 +96,7 @@ const serve = (socket: Net.Socket): void => {
     const length = Number(head.variables.get("CONTENT_LENGTH") ?? "0")
     if (input.length < head.bodyAt + length) return
     socket.removeAllListeners("data")
-    const method = head.variables.get("REQUEST_METHOD")
-    const uri = head.variables.get("REQUEST_URI")
-    if (uri === "/" && (method === "GET" || method === "HEAD")) socket.write(hello)
-    else if (uri === "/echo" && method === "POST") {
-      const type = head.variables.get("CONTENT_TYPE") || "application/octet-stream"
-      socket.write(response("200 OK", type, input.subarray(head.bodyAt, head.bodyAt + length)))
-    } else socket.write(notFound)
+    socket.write(answer(head.variables, input.subarray(head.bodyAt, head.bodyAt + length)))
     // The whole request is read and the front end sends nothing more: once the response is all in
     // the kernel, close at once (the FIN follows it), as effect-appserver does.
     if (socket.writableLength === 0) socket.destroy()
@@ -60,7 +104,7 @@ const serve = (socket: Net.Socket): void => {
   })
 }
 
-const { host, port } = parseListenArgs()
+const { host, port } = parseListenArgs(process.argv.slice(2).filter((arg) => arg !== "--effect"))
 const server = Net.createServer({ noDelay: true }, serve)
 server.listen(port, host, () => {
   const address = server.address() as AddressInfo

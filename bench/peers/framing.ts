@@ -1,0 +1,51 @@
+/**
+ * The framing both yardsticks share (bench/peers/limit.ts, bench/peers/effect-limit.ts): find the
+ * end of each head, read a Content-Length body, and answer every complete request of a read in one
+ * write. No validation and no timeouts: the least an HTTP/1.1 responder must do.
+ */
+import type * as Net from "node:net"
+
+const END_OF_HEAD = Buffer.from("\r\n\r\n", "latin1")
+
+/** The value of header `name` (lower case, with its colon) in a head, or undefined. */
+export const header = (head: string, name: string): string | undefined => {
+  const at = head.toLowerCase().indexOf(`\r\n${name}`)
+  if (at === -1) return undefined
+  const end = head.indexOf("\r\n", at + 2)
+  return head.slice(at + 2 + name.length, end === -1 ? undefined : end).trim()
+}
+
+/** One complete request: its head (request line and fields, latin1) and its body. */
+export interface FramedRequest {
+  readonly head: string
+  readonly body: Buffer
+  /** The client asked to close after this request. */
+  readonly close: boolean
+}
+
+/** Answers the requests arriving on `socket` with what `answer` returns for each, in order. */
+export const serveFramed = (socket: Net.Socket, answer: (request: FramedRequest) => Buffer): void => {
+  let buffered: Buffer = Buffer.alloc(0)
+  socket.on("error", () => socket.destroy())
+  socket.on("data", (chunk: Buffer) => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
+    const out: Array<Buffer> = []
+    let close = false
+    for (;;) {
+      const headEnd = buffered.indexOf(END_OF_HEAD)
+      if (headEnd === -1) break
+      const head = buffered.toString("latin1", 0, headEnd + 2)
+      const length = Number(header(head, "content-length:") ?? 0)
+      const bodyStart = headEnd + 4
+      if (buffered.length < bodyStart + length) break
+      close = header(head, "connection:")?.toLowerCase() === "close"
+      out.push(answer({ head, body: buffered.subarray(bodyStart, bodyStart + length), close }))
+      buffered = buffered.subarray(bodyStart + length)
+      if (close) break
+    }
+    if (out.length === 0) return
+    const response = out.length === 1 ? out[0] : Buffer.concat(out)
+    if (close) socket.end(response)
+    else socket.write(response)
+  })
+}
