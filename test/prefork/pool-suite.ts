@@ -103,7 +103,12 @@ export const poolSuite = (front: Front, dispatch: "shared" | "primary" = "shared
               minWorkers: 1,
               maxWorkers: 3,
               workerConcurrency: 1,
-              idleWorkerTimeout: 0.5
+              idleWorkerTimeout: 0.5,
+              // Spawning by workerConcurrency only: a worker leaving a /block reports its
+              // saturated last second (event-loop utilisation), which rightly counts as busy and,
+              // with the other worker still blocked, starts another worker: one idle exit more
+              // when the timing falls that way (test/prefork/sizing.test.ts covers that signal).
+              workerBusyUtilization: 0
             })
             const url = yield* front.url(port)
             let most = 0
