@@ -1,7 +1,10 @@
 /**
  * The framing both yardsticks share (bench/peers/limit.ts, bench/peers/effect-limit.ts): find the
  * end of each head, read a Content-Length body, and answer every complete request of a read in one
- * write. No validation and no timeouts: the least an HTTP/1.1 responder must do.
+ * write. No validation and no timeouts: the least an HTTP/1.1 responder must do. The writes of one
+ * turn of the event loop go out together after its I/O callbacks (`setImmediate`), as
+ * effect-appserver's do (src/conn/WriteBatch.ts): a peer woken by each write costs the writer
+ * more than the write. The yardsticks use every trick the server does.
  */
 import type * as Net from "node:net"
 
@@ -44,8 +47,23 @@ export const serveFramed = (socket: Net.Socket, answer: (request: FramedRequest)
       if (close) break
     }
     if (out.length === 0) return
-    const response = out.length === 1 ? out[0] : Buffer.concat(out)
-    if (close) socket.end(response)
-    else socket.write(response)
+    later(socket, out.length === 1 ? out[0] : Buffer.concat(out), close)
   })
+}
+
+let due: Array<{ readonly socket: Net.Socket; readonly bytes: Buffer; readonly close: boolean }> = []
+
+/** Writes at the end of this turn of the event loop, with every other connection's output. */
+const later = (socket: Net.Socket, bytes: Buffer, close: boolean): void => {
+  if (due.length === 0) {
+    setImmediate(() => {
+      const now = due
+      due = []
+      for (const { socket, bytes, close } of now) {
+        if (close) socket.end(bytes)
+        else socket.write(bytes)
+      }
+    })
+  }
+  due.push({ socket, bytes, close })
 }

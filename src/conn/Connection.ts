@@ -20,6 +20,7 @@ import type { Admission, Waiter } from "../wire/Admission.ts"
 import type { Refusal } from "../wire/Refusal.ts"
 import { Exchange, type ExchangeHost, type Takeover } from "./Exchange.ts"
 import type { Protocol, RequestDecoder } from "./Protocol.ts"
+import { deferFlush } from "./WriteBatch.ts"
 
 /**
  * The driver's timeouts in milliseconds, 0 for none.
@@ -123,9 +124,14 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
   private current: X | undefined
   /** The current exchange while it waits for a slot under maxConcurrentRequests. */
   private waiter: Waiter | undefined
-  /** Output of the batch of input being processed, written together when it is done. */
+  /**
+   * Output of the input being processed, written together at the end of the event loop's turn
+   * (WriteBatch.ts) with the other connections' output; earlier when the connection must.
+   */
   private batch: Array<string | Uint8Array> | undefined
   private batchBytes = 0
+  /** The batch waits for the end of the turn. */
+  private flushQueued = false
   /** `process` is running: a nested call only asks for another pass. */
   private processing = false
   private rerun = false
@@ -461,6 +467,8 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
     if (this.batchBytes < writeHighWater) return true
     this.flush()
     this.batch = []
+    // More may come before the turn ends (a streaming app outside `process`): it waits with the rest.
+    this.queueFlush()
     if (!this.socket.writableNeedDrain) return true
     this.backpressured()
     return false
@@ -609,7 +617,8 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
       return
     }
     this.processing = true
-    this.batch = []
+    // Output still waiting from earlier in this turn stays first.
+    this.batch ??= []
     try {
       do {
         this.rerun = false
@@ -617,15 +626,29 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
       } while (this.rerun && this.state !== ConnState.Closed)
     } finally {
       this.processing = false
-      this.flush()
+      if (this.batch !== undefined && this.batch.length > 0) this.queueFlush()
+      else if (!this.flushQueued) this.batch = undefined
       if (this.current === undefined && this.decoder?.idle) this.decoder = undefined
     }
+  }
+
+  /** Writes the batch at the end of this turn of the event loop, with the other connections' output. */
+  private queueFlush(): void {
+    if (this.flushQueued) return
+    this.flushQueued = true
+    deferFlush(this)
+  }
+
+  /** The end of the turn (WriteBatch.ts). */
+  flushDeferred(): void {
+    if (this.flushQueued) this.flush()
   }
 
   private flush(): void {
     const batch = this.batch
     this.batch = undefined
     this.batchBytes = 0
+    this.flushQueued = false
     if (batch === undefined || batch.length === 0 || this.state === ConnState.Closed) return
     const socket = this.socket
     if (batch.length === 1) {
