@@ -6,7 +6,7 @@
  * Usage: node bench/peers/effect-limit.ts --host 127.0.0.1 --port 8080
  */
 import * as Net from "node:net"
-import { encodeResponse, REASONS, respond } from "./effectFloor.ts"
+import { encodeResponse, respond } from "./effectFloor.ts"
 import { type FramedRequest, serveFramed } from "./framing.ts"
 import { parseListenArgs, readyLine } from "./listenArgs.ts"
 
@@ -30,12 +30,7 @@ const answer = (framed: FramedRequest): Buffer => {
     headers: () => fieldsOf(head),
     body: framed.body
   })
-  const status = response.status
-  return encodeResponse(
-    `HTTP/1.1 ${status} ${REASONS[status] ?? "Unknown"}\r\n`,
-    response,
-    framed.close ? "connection: close\r\n" : ""
-  )
+  return encodeResponse("HTTP/1.1 ", response, framed.close ? "connection: close\r\n" : "")
 }
 
 const { host, port } = parseListenArgs()

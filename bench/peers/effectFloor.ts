@@ -15,6 +15,7 @@ import * as HttpEffect from "effect/http/HttpEffect"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import type { HttpServerResponse } from "effect/http/HttpServerResponse"
 import app from "../../examples/echo.ts"
+import { reasonPhrase } from "../../src/wire/reasons.ts"
 
 /** The request as a protocol decoded it. */
 export interface FloorInput {
@@ -77,11 +78,14 @@ export const respond = (input: FloorInput): HttpServerResponse => {
   return request.response
 }
 
-/** The response as bytes: `statusLine` (with its CRLF), the app's fields, `extra` fields, the body. */
-export const encodeResponse = (statusLine: string, response: HttpServerResponse, extra: string): Buffer => {
+/**
+ * The response as bytes: `statusPrefix` ("HTTP/1.1 " or "Status: ") with the status and its reason
+ * phrase, the app's fields, `extra` fields, the body.
+ */
+export const encodeResponse = (statusPrefix: string, response: HttpServerResponse, extra: string): Buffer => {
   const body = response.body
   const headers = response.headers
-  let head = statusLine
+  let head = `${statusPrefix}${response.status} ${reasonPhrase(response.status, undefined)}\r\n`
   for (const name in headers) head += `${name}: ${headers[name]}\r\n`
   head += extra
   switch (body._tag) {
@@ -97,12 +101,4 @@ export const encodeResponse = (statusLine: string, response: HttpServerResponse,
     default:
       throw new Error(`the Effect limit has no encoding for a ${body._tag} body`)
   }
-}
-
-/** The reason phrases of the statuses the echo app's bench routes answer with. */
-export const REASONS: Readonly<Record<number, string>> = {
-  200: "OK",
-  400: "Bad Request",
-  404: "Not Found",
-  500: "Internal Server Error"
 }

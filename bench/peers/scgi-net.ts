@@ -79,11 +79,7 @@ const answer =
           headers: () => fieldsOf(variables),
           body
         })
-        return floor.encodeResponse(
-          `Status: ${reply.status} ${floor.REASONS[reply.status] ?? "Unknown"}\r\n`,
-          reply,
-          ""
-        )
+        return floor.encodeResponse("Status: ", reply, "")
       }
 
 const serve = (socket: Net.Socket): void => {

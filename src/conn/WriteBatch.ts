@@ -16,13 +16,13 @@
  */
 
 /** A connection with output waiting for the end of the turn. */
-export interface Deferred {
+export interface PendingFlush {
   /** Writes what waits, unless it already went out. */
   readonly flushDeferred: () => void
 }
 
-let queue: Array<Deferred> = []
-let spare: Array<Deferred> = []
+let queue: Array<PendingFlush> = []
+let spare: Array<PendingFlush> = []
 let scheduled = false
 
 const drain = (): void => {
@@ -41,7 +41,7 @@ const drain = (): void => {
  *
  * @since 0.1.0
  */
-export const deferFlush = (connection: Deferred): void => {
+export const deferFlush = (connection: PendingFlush): void => {
   queue.push(connection)
   if (scheduled) return
   scheduled = true
