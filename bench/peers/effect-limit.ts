@@ -6,6 +6,7 @@
  * Usage: node bench/peers/effect-limit.ts --host 127.0.0.1 --port 8080
  */
 import * as Net from "node:net"
+import { httpDate } from "../../src/wire/httpDate.ts"
 import { encodeResponse, respond } from "./effectFloor.ts"
 import { type FramedRequest, serveFramed } from "./framing.ts"
 import { parseListenArgs, readyLine } from "./listenArgs.ts"
@@ -30,7 +31,9 @@ const answer = (framed: FramedRequest): Buffer => {
     headers: () => fieldsOf(head),
     body: framed.body
   })
-  return encodeResponse("HTTP/1.1 ", response, framed.close ? "connection: close\r\n" : "")
+  // RFC 9110 §6.6.1: the Date field, as the limit sends it.
+  const date = `date: ${httpDate()}\r\n`
+  return encodeResponse("HTTP/1.1 ", response, framed.close ? `${date}connection: close\r\n` : date)
 }
 
 const { host, port } = parseListenArgs()

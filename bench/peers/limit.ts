@@ -2,7 +2,10 @@
  * The limit: a raw node:net responder that does the least an HTTP/1.1 server must for the echo
  * contract. It finds the end of each head, reads a Content-Length body, and answers; every
  * complete request in a read is answered in one write. No validation, no app, no timeouts: what
- * no real server can beat on this machine, the yardstick the others are reported against.
+ * no real server can beat on this machine, the yardstick the others are reported against. What
+ * it must send it sends: the Date field, which an origin server with a clock MUST send in every
+ * 2xx, 3xx and 4xx response (RFC 9110 §6.6.1), formatted once a second as every server here does
+ * (src/wire/httpDate.ts); the hello response is rebuilt when the date changes.
  *
  *   GET  /      200 text/plain "Hello, World!"
  *   POST /echo  200, the request body with the request's Content-Type
@@ -17,24 +20,34 @@
 import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
 import { type FramedRequest, header, serveFramed } from "./framing.ts"
+import { httpDate } from "../../src/wire/httpDate.ts"
 import { parseListenArgs, readyLine } from "./listenArgs.ts"
 
-const HELLO = Buffer.from(
-  "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!",
-  "latin1"
-)
-const HELLO_CLOSE = Buffer.from(
-  "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!",
-  "latin1"
-)
-const NOT_FOUND = Buffer.from("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", "latin1")
+/** The fixed responses of one second, rebuilt when the Date changes. */
+let fixedDate = ""
+let hello = Buffer.alloc(0)
+let helloClose = Buffer.alloc(0)
+let notFound = Buffer.alloc(0)
+
+const fixed = (date: string): void => {
+  fixedDate = date
+  const ok = `HTTP/1.1 200 OK\r\nDate: ${date}\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n`
+  hello = Buffer.from(`${ok}\r\nHello, World!`, "latin1")
+  helloClose = Buffer.from(`${ok}Connection: close\r\n\r\nHello, World!`, "latin1")
+  notFound = Buffer.from(`HTTP/1.1 404 Not Found\r\nDate: ${date}\r\nContent-Length: 0\r\n\r\n`, "latin1")
+}
 
 const answer = ({ head, body, close }: FramedRequest): Buffer => {
-  if (head.startsWith("GET / ")) return close ? HELLO_CLOSE : HELLO
-  if (!head.startsWith("POST /echo ")) return NOT_FOUND
+  const date = httpDate()
+  if (date !== fixedDate) fixed(date)
+  if (head.startsWith("GET / ")) return close ? helloClose : hello
+  if (!head.startsWith("POST /echo ")) return notFound
   const type = header(head, "content-type:") ?? "application/octet-stream"
   return Buffer.concat([
-    Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: ${type}\r\nContent-Length: ${body.length}\r\n\r\n`, "latin1"),
+    Buffer.from(
+      `HTTP/1.1 200 OK\r\nDate: ${date}\r\nContent-Type: ${type}\r\nContent-Length: ${body.length}\r\n\r\n`,
+      "latin1"
+    ),
     body
   ])
 }
