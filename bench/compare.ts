@@ -7,6 +7,7 @@ import type { Baseline } from "./baseline.ts"
 import type { MemoryResult } from "./memory.ts"
 import { fmtCpu, medianCpu, type NginxOutcome, type NginxSample, runsOf } from "./nginx.ts"
 import {
+  cpuText,
   fmtMiB,
   fmtPercent,
   fmtRps,
@@ -15,13 +16,15 @@ import {
   kibPerConnection,
   type MemorySample,
   median,
+  medianCpuOf,
   ratioText,
   type Sample,
   type ServerSamples,
   samplesOf,
   spread,
   spreadCell,
-  table
+  table,
+  total
 } from "./report.ts"
 import type { Scenario } from "./scenarios.ts"
 import { type WebSocketOutcome, wsRunsOf } from "./websocket.ts"
@@ -77,14 +80,25 @@ const rpsHeader = (short: string): Array<string> => [
 
 const throughputTable = (input: ComparisonInput, short: string): string =>
   table(
-    ["Scenario", ...rpsHeader(short)],
-    input.scenarios.map((scenario) => [
-      scenario.title,
-      ...rpsCells(
-        samplesOf(input.samples, scenario.id, "appserver"),
-        samplesOf(input.samples, scenario.id, "appserver-base")
-      )
-    ])
+    [
+      "Scenario",
+      ...rpsHeader(short),
+      "this CPU µs/req (user + system = total)",
+      `${short} CPU µs/req (user + system = total)`,
+      "CPU this / base"
+    ],
+    input.scenarios.map((scenario) => {
+      const mine = samplesOf(input.samples, scenario.id, "appserver")
+      const base = samplesOf(input.samples, scenario.id, "appserver-base")
+      const ratio = medianCpuOf(mine, total) / medianCpuOf(base, total)
+      return [
+        scenario.title,
+        ...rpsCells(mine, base),
+        cpuText(mine),
+        cpuText(base),
+        Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : "n/a"
+      ]
+    })
   )
 
 /** The nginx paths through effect-appserver, each next to its `-base` twin. */

@@ -10,12 +10,18 @@ const TICKS_PER_SECOND = 100
 /** Whether this system has /proc with per-process CPU times. */
 export const procAvailable = (): boolean => existsSync("/proc/self/stat")
 
-/** User + system CPU seconds of a live process (utime and stime, fields 14 and 15 of its stat). */
-export const cpuSeconds = (pid: number): number => {
+/** User and system CPU seconds of a live process (utime and stime, fields 14 and 15 of its stat). */
+export const cpuTimes = (pid: number): { readonly user: number; readonly system: number } => {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
   // The command name (field 2) is in parentheses and may contain spaces: count after its ")".
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND
+  return { user: Number(fields[11]) / TICKS_PER_SECOND, system: Number(fields[12]) / TICKS_PER_SECOND }
+}
+
+/** User + system CPU seconds of a live process. */
+export const cpuSeconds = (pid: number): number => {
+  const { user, system } = cpuTimes(pid)
+  return user + system
 }
 
 /** The direct children of a process (nginx's workers under its master). */

@@ -3,10 +3,11 @@
  * scenario with each server started fresh on its own.
  */
 import type { Config } from "./config.ts"
+import { cpuTimes, procAvailable } from "./cpu.ts"
 import { fmtDuration, progress } from "./log.ts"
 import { checkLimits, measureIdleConnections } from "./memory.ts"
 import { terminate } from "./proc.ts"
-import type { MemorySample, Sample } from "./report.ts"
+import type { MemorySample, Sample, ServerCpu } from "./report.ts"
 import { type LoadTool, type RunResult, SCENARIOS, type Scenario } from "./scenarios.ts"
 import { assertAlive, REPO_ROOT, type RunningServer, type ServerSpec, startServer, verifyContract } from "./servers.ts"
 
@@ -45,12 +46,26 @@ const runOnce = async (
   seconds: number,
   label: string,
   width: number
-): Promise<RunResult> => {
+): Promise<{ readonly result: RunResult; readonly cpu: ServerCpu | undefined }> => {
   assertAlive(server)
+  const measured = procAvailable()
+  const before = measured ? cpuTimes(server.pid) : undefined
   const result = await tool.run(scenario, server.url, seconds)
+  const after = measured ? cpuTimes(server.pid) : undefined
   assertAlive(server)
-  progress(`${label} ${scenario.id.padEnd(9)} ${server.spec.label.padEnd(width)} ${describeRun(result)}`)
-  return result
+  // The server's CPU over the run per request the load generator counted (its req/s over its
+  // duration); the few ms of connecting and closing around the run are idle for the server.
+  const requests = result.requestsPerSec * seconds
+  const cpu =
+    before === undefined || after === undefined || requests === 0
+      ? undefined
+      : {
+          userUs: ((after.user - before.user) * 1e6) / requests,
+          systemUs: ((after.system - before.system) * 1e6) / requests
+        }
+  const cpuText = cpu === undefined ? "" : `  CPU ${(cpu.userUs + cpu.systemUs).toFixed(1)} µs/req`
+  progress(`${label} ${scenario.id.padEnd(9)} ${server.spec.label.padEnd(width)} ${describeRun(result)}${cpuText}`)
+  return { result, cpu }
 }
 
 const warmUp = async (
@@ -90,8 +105,8 @@ export const throughputPhase = async (config: Config, tool: LoadTool): Promise<A
       const label = `round ${round + 1}/${config.rounds}`
       for (const scenario of SCENARIOS) {
         for (const server of rotate(servers, round)) {
-          const result = await runOnce(tool, scenario, server, config.duration, label, width)
-          samples.push({ scenario: scenario.id, server: server.spec.id, round, result })
+          const { result, cpu } = await runOnce(tool, scenario, server, config.duration, label, width)
+          samples.push({ scenario: scenario.id, server: server.spec.id, round, result, cpu })
         }
       }
     }

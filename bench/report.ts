@@ -6,11 +6,19 @@ import type { MemoryResult } from "./memory.ts"
 import type { RunResult, Scenario, ScenarioId } from "./scenarios.ts"
 import type { ServerId, ServerSpec } from "./servers.ts"
 
+/** A server's CPU per request over one run (from /proc: utime and stime, 10 ms ticks). */
+export interface ServerCpu {
+  readonly userUs: number
+  readonly systemUs: number
+}
+
 export interface Sample {
   readonly scenario: ScenarioId
   readonly server: ServerId
   readonly round: number
   readonly result: RunResult
+  /** Undefined where /proc is not available. */
+  readonly cpu?: ServerCpu | undefined
 }
 
 export interface MemorySample {
@@ -161,6 +169,53 @@ const ratioTable = (samples: ReadonlyArray<Sample>, scenarios: ReadonlyArray<Sce
     ])
   )
 
+/** The median over the runs that measured CPU of `of` their CPU per request. */
+export const medianCpuOf = (runs: ReadonlyArray<Sample>, of: (cpu: ServerCpu) => number): number =>
+  median(runs.flatMap((sample) => (sample.cpu === undefined ? [] : [of(sample.cpu)])))
+
+export const total = (cpu: ServerCpu): number => cpu.userUs + cpu.systemUs
+
+export const fmtUs = (us: number): string => (Number.isFinite(us) ? us.toFixed(2) : "n/a")
+
+/** "user + system = total" of the runs' medians. */
+export const cpuText = (runs: ReadonlyArray<Sample>): string =>
+  `${fmtUs(medianCpuOf(runs, (cpu) => cpu.userUs))} + ${fmtUs(medianCpuOf(runs, (cpu) => cpu.systemUs))} = ${fmtUs(medianCpuOf(runs, total))}`
+
+/** "a / b" of median total CPU per request, lower is cheaper. */
+const cpuRatio = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, a: ServerId, b: ServerId): string => {
+  const ratio =
+    medianCpuOf(samplesOf(samples, scenario, a), total) / medianCpuOf(samplesOf(samples, scenario, b), total)
+  return Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : "n/a"
+}
+
+/**
+ * Server CPU per request, user and system apart: less noisy than req/s on a shared machine (a
+ * neighbour's load slows a run, it hardly changes what a request costs), and it tells the work of
+ * the server's own code (user) from the kernel's (system: the socket calls, waking the peer).
+ */
+const cpuTable = (
+  samples: ReadonlyArray<Sample>,
+  scenarios: ReadonlyArray<Scenario>,
+  servers: ReadonlyArray<ServerSpec>
+): string | undefined => {
+  if (!samples.some((sample) => sample.cpu !== undefined)) return undefined
+  const has = (id: ServerId) => servers.some((server) => server.id === id)
+  const ratios: Array<readonly [string, ServerId, ServerId]> = [
+    ["appserver / Effect limit", "appserver", "effect-limit"],
+    ["appserver / limit", "appserver", "limit"],
+    ["Effect limit / limit", "effect-limit", "limit"]
+  ]
+  const shown = ratios.filter(([, a, b]) => has(a) && has(b))
+  return table(
+    ["Scenario", ...servers.map((server) => `${server.label} user + system`), ...shown.map(([title]) => title)],
+    scenarios.map((scenario) => [
+      scenario.title,
+      ...servers.map((server) => cpuText(samplesOf(samples, scenario.id, server.id))),
+      ...shown.map(([, a, b]) => cpuRatio(samples, scenario.id, a, b))
+    ])
+  )
+}
+
 const memoryTargetMiB = (connections: number): number => (MEMORY_TARGET_MIB_PER_10K * connections) / 10_000
 
 export const growthKiB = (result: MemoryResult): number => result.loadedKiB - result.baselineKiB
@@ -214,6 +269,19 @@ export const renderReport = (input: ReportInput): string => {
     if (failing > 0)
       parts.push("", `**WARNING: ${failing} of ${input.samples.length} runs had errors, see the errors column.**`)
     parts.push("", "## Ratios (median req/s)", "", ratioTable(input.samples, input.scenarios))
+    const cpu = cpuTable(input.samples, input.scenarios, input.servers)
+    if (cpu !== undefined) {
+      parts.push(
+        "",
+        "## Server CPU per request (µs, medians)",
+        "",
+        "From /proc over each run: user (the server's own code, Node and V8) + system (the kernel: " +
+          "socket calls, waking the peer) = total; ratios of the totals, lower is cheaper. A server that " +
+          "wrk cannot keep busy (the limit) idles between requests, which costs nothing here.",
+        "",
+        cpu
+      )
+    }
   }
   if (input.memory.length > 0) {
     parts.push("", `## Memory: ${input.memoryConnections.toLocaleString("en-US")} idle keep-alive connections`, "")

@@ -19,8 +19,8 @@
  */
 import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
-import { type FramedRequest, header, serveFramed } from "./framing.ts"
 import { httpDate } from "../../src/wire/httpDate.ts"
+import { type FramedRequest, header, serveFramed } from "./framing.ts"
 import { parseListenArgs, readyLine } from "./listenArgs.ts"
 
 /** The fixed responses of one second, rebuilt when the Date changes. */
