@@ -112,6 +112,14 @@ const FAILED = 7
 
 const COLON = 0x3a
 
+/**
+ * Whether a field name is `usual` or `lower` in any case (RFC 9110 §5.1: names are
+ * case-insensitive). The two usual spellings are the interned strings (wire/intern.ts), matched
+ * without lowercasing a copy.
+ */
+const named = (name: string, usual: string, lower: string): boolean =>
+  name === usual || name === lower || name.toLowerCase() === lower
+
 const EMPTY = Buffer.alloc(0)
 
 /**
@@ -392,26 +400,27 @@ export class RequestParser {
     }
     if (!special) return undefined
     const name = intern.fieldName(buf, start, nameEnd)
-    const value = intern.latin1(buf, i, valueEnd)
+    const isHost = nameEnd - start === 4 && named(name, "Host", "host")
+    const value = isHost ? intern.host(buf, i, valueEnd) : intern.latin1(buf, i, valueEnd)
     ;(this.raw ??= []).push(name, value)
     switch (nameEnd - start) {
       case 4:
-        if (name.toLowerCase() === "host") {
+        if (isHost) {
           this.hostCount++
           this.host = value
         }
         break
       case 6:
-        if (name.toLowerCase() === "expect") (this.expect ??= []).push(value)
+        if (named(name, "Expect", "expect")) (this.expect ??= []).push(value)
         break
       case 10:
-        if (name.toLowerCase() === "connection") (this.connection ??= []).push(value)
+        if (named(name, "Connection", "connection")) (this.connection ??= []).push(value)
         break
       case 14:
-        if (name.toLowerCase() === "content-length") (this.contentLength ??= []).push(value)
+        if (named(name, "Content-Length", "content-length")) (this.contentLength ??= []).push(value)
         break
       case 17:
-        if (name.toLowerCase() === "transfer-encoding") (this.transferEncoding ??= []).push(value)
+        if (named(name, "Transfer-Encoding", "transfer-encoding")) (this.transferEncoding ??= []).push(value)
         break
     }
     return undefined

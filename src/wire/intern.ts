@@ -16,7 +16,34 @@ interface Latin1Buffer extends Buffer {
  *
  * @since 0.1.0
  */
-export const latin1 = (buf: Buffer, start: number, end: number): string => (buf as Latin1Buffer).latin1Slice(start, end)
+export const latin1 = (buf: Buffer, start: number, end: number): string =>
+  // V8 keeps one string per single character: no call into Node for a one-byte target ("/").
+  end - start === 1 ? String.fromCharCode(buf[start]) : (buf as Latin1Buffer).latin1Slice(start, end)
+
+/** The Host values decoded last: a server answers to few names, so most requests repeat one. */
+const hosts: Array<string> = ["", "", "", ""]
+let nextHost = 0
+
+/**
+ * A Host field's value: the same string as an earlier request's when the bytes are the same
+ * (compared in JavaScript, cheaper than decoding anew), else decoded and remembered.
+ *
+ * @since 0.1.0
+ */
+export const host = (buf: Buffer, start: number, end: number): string => {
+  const length = end - start
+  for (let h = 0; h < hosts.length; h++) {
+    const known = hosts[h]
+    if (known.length !== length || length === 0) continue
+    let i = 0
+    while (i < length && known.charCodeAt(i) === buf[start + i]) i++
+    if (i === length) return known
+  }
+  const value = latin1(buf, start, end)
+  hosts[nextHost] = value
+  nextHost = (nextHost + 1) & (hosts.length - 1)
+  return value
+}
 
 const table = (words: ReadonlyArray<string>): ReadonlyArray<ReadonlyArray<string> | undefined> => {
   const byLength: Array<Array<string> | undefined> = []

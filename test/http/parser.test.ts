@@ -323,6 +323,62 @@ describe("field lines (RFC 9112 §5)", () => {
   })
 })
 
+describe("framing and routing field names in any case (RFC 9110 §5.1)", () => {
+  it("recognises Host, Content-Length, Connection, Expect and Transfer-Encoding however they are spelled", () => {
+    const input =
+      "POST / HTTP/1.1\r\nhOsT: a\r\nCONTENT-LENGTH: 1\r\nConnection: CLOSE\r\nEXPECT: 100-continue\r\n\r\nx"
+    expect(parseEverySplit(input)).toEqual([
+      head({
+        method: "POST",
+        rawHeaders: ["hOsT", "a", "CONTENT-LENGTH", "1", "Connection", "CLOSE", "EXPECT", "100-continue"],
+        contentLength: 1,
+        keepAlive: false,
+        expectContinue: true
+      }),
+      body("x"),
+      end
+    ])
+    expect(parseEverySplit("POST / HTTP/1.1\r\nHost: a\r\ntRaNsFeR-eNcOdInG: chunked\r\n\r\n0\r\n\r\n")).toEqual([
+      head({ method: "POST", rawHeaders: ["Host", "a", "tRaNsFeR-eNcOdInG", "chunked"], chunked: true }),
+      end
+    ])
+  })
+
+  it("decodes one-byte values and targets as Latin-1 too", () => {
+    expect(parseEverySplit("OPTIONS * HTTP/1.1\r\nHost: h\r\nX-A: \xe9\r\nX-B: 7\r\n\r\n")).toEqual([
+      head({ method: "OPTIONS", target: "*", rawHeaders: ["Host", "h", "X-A", "\xe9", "X-B", "7"] }),
+      end
+    ])
+  })
+
+  it("counts a second Host however it is spelled (RFC 9112 §3.2: 400)", () => {
+    const parser = new RequestParser()
+    parser.push(Buffer.from("GET / HTTP/1.1\r\nHost: a\r\nHOST: a\r\n\r\n", "latin1"))
+    expect(parser.next()).toMatchObject({ status: 400, reason: "multiple Host header fields" })
+  })
+
+  it("gives each request its own Host value, also when connections alternate between host names", () => {
+    // Host values are remembered across requests (a server answers to few names): the value of
+    // every request must still be the one it sent, with more names than are remembered.
+    const names = [
+      "a.example",
+      "b.example",
+      "c.example:8080",
+      "d.example",
+      "e.example",
+      "a.example",
+      "A.example",
+      "a.exampl"
+    ]
+    const events = names.flatMap((name) => {
+      const parser = new RequestParser()
+      parser.push(Buffer.from(`GET / HTTP/1.1\r\nHost: ${name}\r\n\r\n`, "latin1"))
+      return [parser.next()]
+    })
+    expect(events.map((event) => (event._tag === "Head" ? event.rawHeaders[1] : event._tag))).toEqual(names)
+  })
+})
+
 describe("Expect (RFC 9110 §10.1.1)", () => {
   it("Expect: 100-continue on HTTP/1.1 sets expectContinue, case-insensitively", () => {
     const input =
