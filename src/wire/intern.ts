@@ -23,6 +23,8 @@ export const latin1 = (buf: Buffer, start: number, end: number): string =>
 /** The Host values decoded last: a server answers to few names, so most requests repeat one. */
 const hosts: Array<string> = ["", "", "", ""]
 let nextHost = 0
+/** A host name of at most 253 characters (RFC 1035 §2.3.4), a colon and a 5-digit port: longer is not kept. */
+const longestHost = 259
 
 /**
  * A Host field's value: the same string as an earlier request's when the bytes are the same
@@ -40,8 +42,10 @@ export const host = (buf: Buffer, start: number, end: number): string => {
     if (i === length) return known
   }
   const value = latin1(buf, start, end)
-  hosts[nextHost] = value
-  nextHost = (nextHost + 1) & (hosts.length - 1)
+  if (length <= longestHost) {
+    hosts[nextHost] = value
+    nextHost = (nextHost + 1) & (hosts.length - 1)
+  }
   return value
 }
 
