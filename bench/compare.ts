@@ -7,6 +7,7 @@ import type { Baseline } from "./baseline.ts"
 import type { MemoryResult } from "./memory.ts"
 import { fmtCpu, medianCpu, type NginxOutcome, type NginxSample, runsOf } from "./nginx.ts"
 import {
+  cpuRatio,
   cpuText,
   fmtMiB,
   fmtPercent,
@@ -16,15 +17,13 @@ import {
   kibPerConnection,
   type MemorySample,
   median,
-  medianCpuOf,
   ratioText,
   type Sample,
   type ServerSamples,
   samplesOf,
   spread,
   spreadCell,
-  table,
-  total
+  table
 } from "./report.ts"
 import type { Scenario } from "./scenarios.ts"
 import { type WebSocketOutcome, wsRunsOf } from "./websocket.ts"
@@ -90,13 +89,12 @@ const throughputTable = (input: ComparisonInput, short: string): string =>
     input.scenarios.map((scenario) => {
       const mine = samplesOf(input.samples, scenario.id, "appserver")
       const base = samplesOf(input.samples, scenario.id, "appserver-base")
-      const ratio = medianCpuOf(mine, total) / medianCpuOf(base, total)
       return [
         scenario.title,
         ...rpsCells(mine, base),
         cpuText(mine),
         cpuText(base),
-        Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : "n/a"
+        cpuRatio(input.samples, scenario.id, "appserver", "appserver-base")
       ]
     })
   )

@@ -182,7 +182,7 @@ export const cpuText = (runs: ReadonlyArray<Sample>): string =>
   `${fmtUs(medianCpuOf(runs, (cpu) => cpu.userUs))} + ${fmtUs(medianCpuOf(runs, (cpu) => cpu.systemUs))} = ${fmtUs(medianCpuOf(runs, total))}`
 
 /** "a / b" of median total CPU per request, lower is cheaper. */
-const cpuRatio = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, a: ServerId, b: ServerId): string => {
+export const cpuRatio = (samples: ReadonlyArray<Sample>, scenario: ScenarioId, a: ServerId, b: ServerId): string => {
   const ratio =
     medianCpuOf(samplesOf(samples, scenario, a), total) / medianCpuOf(samplesOf(samples, scenario, b), total)
   return Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : "n/a"
