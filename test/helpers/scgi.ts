@@ -94,15 +94,15 @@ export const scgiExchange = (
       )
     )
     const pieces = Array.isArray(send) ? send : [send]
-    socket.on("connect", () => {
-      pieces.forEach((piece, index) => {
-        const write = () => {
-          if (!socket.destroyed) socket.write(piece)
-        }
-        if (options.delayMs === undefined || index === 0) write()
-        else timers.push(setTimeout(write, options.delayMs * index))
-      })
-    })
+    // Each piece is written a delay after the one before: timers of different lengths all set at
+    // once would not keep their order on a loaded event loop (Node runs overdue timers by list).
+    const writeFrom = (index: number): void => {
+      if (done || socket.destroyed || index === pieces.length) return
+      socket.write(pieces[index])
+      if (options.delayMs === undefined) writeFrom(index + 1)
+      else timers.push(setTimeout(() => writeFrom(index + 1), options.delayMs))
+    }
+    socket.on("connect", () => writeFrom(0))
     return Effect.sync(() => finish(Effect.fail(new Error("interrupted"))))
   })
 
