@@ -14,6 +14,7 @@ import { Effect, type Exit } from "effect"
 import type { RequestRunner } from "../gateway/Runner.ts"
 import type { LiveConnection } from "../listen/Acceptor.ts"
 import { ConnState, lingerMillis } from "../listen/ConnState.ts"
+import { readIntoShared } from "../listen/SharedRead.ts"
 import { type TlsInfo, tlsInfoOf } from "../listen/Tls.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
 import type { Admission, Waiter } from "../wire/Admission.ts"
@@ -79,6 +80,7 @@ const connectionKey = Symbol("effect-appserver/Connection")
 /** What the socket's shared listeners call on the connection they find on it. */
 interface SocketEvents {
   onData(chunk: Buffer): void
+  onRead(view: Buffer): boolean
   onDrain(): void
   onClose(): void
 }
@@ -95,6 +97,9 @@ interface WithWriteQueue {
 function onSocketData(this: ConnectionSocket, chunk: Buffer): void {
   this[connectionKey].onData(chunk)
 }
+function onSocketRead(this: Net.Socket, length: number, buffer: Buffer): boolean {
+  return (this as ConnectionSocket)[connectionKey].onRead(buffer.subarray(0, length))
+}
 function onSocketDrain(this: ConnectionSocket): void {
   this[connectionKey].onDrain()
 }
@@ -103,6 +108,8 @@ function onSocketClose(this: ConnectionSocket): void {
 }
 // 'close' always follows 'error'; the error itself needs no handling beyond closing.
 const ignore = (): void => {}
+
+const EMPTY_REST = Buffer.alloc(0)
 
 const isRefusal = (failure: object): failure is Refusal => "status" in failure
 
@@ -152,6 +159,8 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
    * (and is logged) when the socket has closed, and a closed socket has no address.
    */
   private peerAddress: string | undefined
+  /** Processing a read still in the shared buffer (SharedRead.ts): what is kept of it is copied. */
+  private inSharedRead = false
 
   constructor(socket: Net.Socket, server: ConnectionServer<H, X>) {
     this.socket = socket
@@ -201,7 +210,9 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
     // Listeners are shared functions that find the connection on the socket: an idle
     // keep-alive connection then costs no closures of its own.
     socket[connectionKey] = this
-    socket.on("data", onSocketData)
+    // Reads go into the process's shared buffer where Node allows it (not TLS): no allocation and
+    // no stream machinery per read.
+    if (!readIntoShared(socket, onSocketRead)) socket.on("data", onSocketData)
     socket.on("error", ignore)
     socket.on("close", onSocketClose)
     // Go's ReadHeaderTimeout: the first request head must arrive in time too.
@@ -242,7 +253,9 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
       this.drainListening = false
       socket.off("drain", onSocketDrain)
     }
-    const rest = this.decoder?.rest() ?? Buffer.alloc(0)
+    // A copy: the switch can happen during the read that brought these bytes, still in the shared
+    // buffer, and the new protocol may keep them (half a WebSocket frame).
+    const rest = Buffer.from(this.decoder?.rest() ?? EMPTY_REST)
     this.decoder = undefined
     this.outputBlocked = false
     // A switched connection is no longer a request in progress: it gives back its slot under
@@ -388,6 +401,26 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
   }
 
   // Socket events
+
+  /**
+   * A read in the shared buffer, valid only until this returns: the decoder copies what it has
+   * not consumed, and body bytes handed to the application are copied (`pump`).
+   */
+  onRead(view: Buffer): boolean {
+    if (this.state === ConnState.Upgraded) {
+      // The new protocol reads the socket's stream, as it would without the shared buffer; a
+      // full stream stops reading until it is read.
+      return this.socket.push(Buffer.from(view))
+    }
+    this.inSharedRead = true
+    try {
+      this.onData(view)
+    } finally {
+      this.inSharedRead = false
+      this.decoder?.detach()
+    }
+    return true
+  }
 
   onData(chunk: Buffer): void {
     const state = this.state
@@ -838,7 +871,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
           if (exchange.discarding) {
             // An unread body is discarded to keep the connection, up to a bound.
             if (!exchange.discard(bytes.length)) return this.bodyDone(exchange, true)
-          } else if (!reader.push(bytes)) {
+          } else if (!reader.push(this.inSharedRead ? Buffer.from(bytes) : bytes)) {
             // Over the body limit: the application sees MaxSizeExceeded; the rest is not read.
             return this.bodyDone(exchange, true)
           }

@@ -46,6 +46,11 @@ export interface RequestDecoder<H extends { readonly _tag: "Head" }> {
   /** Adds received bytes; the decoder may keep a reference to `chunk`. */
   push(chunk: Buffer): void
   next(): DecodeEvent<H>
+  /**
+   * Copies the input not yet consumed into memory of the decoder's own, for when the chunks
+   * pushed are about to be reused (a shared read buffer).
+   */
+  detach(): void
   /** Between requests with nothing of a next one received. */
   readonly idle: boolean
   /** The input holds a whole next request head (a stopping server still answers it). */

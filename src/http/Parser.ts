@@ -15,7 +15,7 @@
  * @since 0.1.0
  */
 
-import { appendInput } from "../wire/appendInput.ts"
+import { appendInput, ownInput } from "../wire/appendInput.ts"
 import { CR, FIELD_VALUE, HTAB, LF, SP, TARGET, TCHAR } from "../wire/chars.ts"
 import * as intern from "../wire/intern.ts"
 import { chunkSizeEnd, chunkSizeValue, isChunkExtensions, maxChunkExtensionBytes } from "./Chunked.ts"
@@ -182,6 +182,12 @@ export class RequestParser {
    */
   get hasWholeHead(): boolean {
     return this.state === HEAD && this.buf.indexOf("\r\n\r\n", this.pos) !== -1
+  }
+
+  /** Copies the unconsumed input into memory of the parser's own (RequestDecoder.detach). */
+  detach(): void {
+    this.buf = this.pos >= this.buf.length ? EMPTY : ownInput(this.buf.subarray(this.pos))
+    this.pos = 0
   }
 
   /** Bytes received and not yet returned as events. */

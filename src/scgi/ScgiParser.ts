@@ -8,7 +8,7 @@
  *
  * @since 0.1.0
  */
-import { appendInput } from "../wire/appendInput.ts"
+import { appendInput, ownInput } from "../wire/appendInput.ts"
 import { latin1 } from "../wire/intern.ts"
 import { ScgiProtocolError } from "./ScgiProtocolError.ts"
 
@@ -123,6 +123,12 @@ export class ScgiParser {
   /** Never: SCGI carries one request per connection, so no next request head is ever answered. */
   get hasWholeHead(): boolean {
     return false
+  }
+
+  /** Copies the unconsumed input into memory of the parser's own (RequestDecoder.detach). */
+  detach(): void {
+    this.buf = this.pos >= this.buf.length ? EMPTY : ownInput(this.buf.subarray(this.pos))
+    this.pos = 0
   }
 
   /** Bytes received and not yet returned as events. */

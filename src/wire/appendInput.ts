@@ -33,3 +33,17 @@ export const appendInput = (rest: Buffer, chunk: Buffer): Buffer => {
   joined.set(chunk, rest.length)
   return joined.subarray(0, rest.length + chunk.length)
 }
+
+/**
+ * `rest` in memory of this module's own: `rest` itself when it is already there, else a copy
+ * (with room for what comes next), for input whose buffer is about to be reused.
+ *
+ * @since 0.1.0
+ */
+export const ownInput = (rest: Buffer): Buffer => {
+  if (rest.length === 0 || owned.has(rest.buffer)) return rest
+  const copy = Buffer.allocUnsafeSlow(Math.max(minJoin, 2 * rest.length))
+  owned.add(copy.buffer)
+  copy.set(rest, 0)
+  return copy.subarray(0, rest.length)
+}
