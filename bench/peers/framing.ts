@@ -4,9 +4,11 @@
  * write. No validation and no timeouts: the least an HTTP/1.1 responder must do. The writes of one
  * turn of the event loop go out together after its I/O callbacks (`setImmediate`), as
  * effect-appserver's do (src/conn/WriteBatch.ts): a peer woken by each write costs the writer
- * more than the write. The yardsticks use every trick the server does.
+ * more than the write. Reads go into the process's shared buffer, as the server's do
+ * (bench/peers/readInput.ts). The yardsticks use every trick the server does.
  */
 import type * as Net from "node:net"
+import { readInput } from "./readInput.ts"
 
 const END_OF_HEAD = Buffer.from("\r\n\r\n", "latin1")
 
@@ -30,7 +32,7 @@ export interface FramedRequest {
 export const serveFramed = (socket: Net.Socket, answer: (request: FramedRequest) => Buffer): void => {
   let buffered: Buffer = Buffer.alloc(0)
   socket.on("error", () => socket.destroy())
-  socket.on("data", (chunk: Buffer) => {
+  readInput(socket, (chunk, shared) => {
     buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
     const out: Array<Buffer> = []
     let close = false
@@ -46,6 +48,8 @@ export const serveFramed = (socket: Net.Socket, answer: (request: FramedRequest)
       buffered = buffered.subarray(bodyStart + length)
       if (close) break
     }
+    // What is kept of a read in the shared buffer is copied (bodies are copied by `answer`).
+    if (shared && buffered.length > 0 && buffered.buffer === chunk.buffer) buffered = Buffer.from(buffered)
     if (out.length === 0) return
     later(socket, out.length === 1 ? out[0] : Buffer.concat(out), close)
   })

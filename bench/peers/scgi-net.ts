@@ -16,6 +16,7 @@
 import type { AddressInfo } from "node:net"
 import * as Net from "node:net"
 import { parseListenArgs } from "./listenArgs.ts"
+import { readInput } from "./readInput.ts"
 
 const response = (status: string, type: string, body: Buffer): Buffer =>
   Buffer.concat([
@@ -84,14 +85,19 @@ const answer =
 
 const serve = (socket: Net.Socket): void => {
   let input: Buffer = Buffer.alloc(0)
+  let answered = false
   socket.on("error", () => socket.destroy())
-  socket.on("data", (chunk: Buffer) => {
+  readInput(socket, (chunk, shared) => {
+    if (answered) return
     input = input.length === 0 ? chunk : Buffer.concat([input, chunk])
     const head = parseHead(input)
-    if (head === undefined) return
-    const length = Number(head.variables.get("CONTENT_LENGTH") ?? "0")
-    if (input.length < head.bodyAt + length) return
-    socket.removeAllListeners("data")
+    const length = head === undefined ? 0 : Number(head.variables.get("CONTENT_LENGTH") ?? "0")
+    if (head === undefined || input.length < head.bodyAt + length) {
+      // A request in pieces keeps what arrived; a read in the shared buffer is copied.
+      if (shared && input.buffer === chunk.buffer) input = Buffer.from(input)
+      return
+    }
+    answered = true
     socket.write(answer(head.variables, input.subarray(head.bodyAt, head.bodyAt + length)))
     // The whole request is read and the front end sends nothing more: once the response is all in
     // the kernel, close at once (the FIN follows it), as effect-appserver does.
