@@ -111,6 +111,16 @@ const ignore = (): void => {}
 
 const EMPTY_REST = Buffer.alloc(0)
 
+/**
+ * Body bytes out of the shared read buffer, in an ArrayBuffer of exactly their length that only
+ * the body reader holds: a body that arrived in one read reaches the app without a second copy.
+ */
+const ownCopy = (bytes: Buffer): Buffer => {
+  const copy = Buffer.allocUnsafeSlow(bytes.length)
+  copy.set(bytes)
+  return copy
+}
+
 const isRefusal = (failure: object): failure is Refusal => "status" in failure
 
 /**
@@ -871,7 +881,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
           if (exchange.discarding) {
             // An unread body is discarded to keep the connection, up to a bound.
             if (!exchange.discard(bytes.length)) return this.bodyDone(exchange, true)
-          } else if (!reader.push(this.inSharedRead ? Buffer.from(bytes) : bytes)) {
+          } else if (!(this.inSharedRead ? reader.push(ownCopy(bytes), true) : reader.push(bytes))) {
             // Over the body limit: the application sees MaxSizeExceeded; the rest is not read.
             return this.bodyDone(exchange, true)
           }

@@ -57,6 +57,8 @@ export class BodyReader {
   /** All bytes have been received. */
   complete = false
   failure: BodyFailure | undefined
+  /** Every chunk pushed so far was pushed as `own`. */
+  ownChunks = true
   readonly limit: number
   private readonly source: BodySource
 
@@ -77,10 +79,13 @@ export class BodyReader {
 
   /**
    * Adds received bytes. Returns false when they take the body over its limit: the body fails
-   * with `MaxSizeExceeded` and the connection must stop reading it.
+   * with `MaxSizeExceeded` and the connection must stop reading it. `own`: `bytes` spans the whole
+   * of an ArrayBuffer that nothing else refers to, which the application may then be handed
+   * as its body without a copy.
    */
-  push(bytes: Uint8Array): boolean {
+  push(bytes: Uint8Array, own = false): boolean {
     if (this.failure !== undefined || this.complete) return false
+    if (!own) this.ownChunks = false
     this.received += bytes.length
     if (this.received > this.limit) {
       this.fail(new MaxSizeExceeded({ limit: this.limit }))

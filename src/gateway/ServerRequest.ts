@@ -280,6 +280,8 @@ export class ServerRequest extends Inspectable.Class implements Request.HttpServ
           if (limit !== undefined && reader.received > limit) {
             return Effect.fail(this.bodyError(new MaxSizeExceeded({ limit })))
           }
+          // A body in one chunk of the reader's own is handed over as it is, not copied again.
+          if (all.length === 1 && reader.ownChunks) return Effect.succeed(all[0].buffer as ArrayBuffer)
           return Effect.succeed(concat(all, reader.received))
         }
       }
