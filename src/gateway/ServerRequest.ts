@@ -19,6 +19,7 @@ import type * as Scope from "effect/Scope"
 import type * as Socket from "effect/socket/Socket"
 import { MaxSizeExceeded } from "../errors.ts"
 import type { TlsInfo } from "../listen/Tls.ts"
+import { lowerFieldName } from "../wire/intern.ts"
 import type { BodyFailure, BodyReader } from "./BodyReader.ts"
 import type { ResponseTarget } from "./ResponseTarget.ts"
 
@@ -89,7 +90,7 @@ const singleValued: ReadonlySet<string> = new Set([
 export const headersFromRaw = (raw: ReadonlyArray<string>, authority: string | undefined): Headers.Headers => {
   const out: Record<string, string> = Object.create(HeadersProto)
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toLowerCase()
+    const name = lowerFieldName(raw[i])
     const previous = out[name]
     if (previous === undefined) out[name] = raw[i + 1]
     else if (!singleValued.has(name)) out[name] = `${previous}${name === "cookie" ? "; " : ", "}${raw[i + 1]}`
