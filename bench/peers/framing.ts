@@ -8,6 +8,7 @@
  * (bench/peers/readInput.ts). The yardsticks use every trick the server does.
  */
 import type * as Net from "node:net"
+import { inSharedBuffer } from "../../src/listen/SharedRead.ts"
 import { readInput } from "./readInput.ts"
 
 const END_OF_HEAD = Buffer.from("\r\n\r\n", "latin1")
@@ -32,7 +33,7 @@ export interface FramedRequest {
 export const serveFramed = (socket: Net.Socket, answer: (request: FramedRequest) => Buffer): void => {
   let buffered: Buffer = Buffer.alloc(0)
   socket.on("error", () => socket.destroy())
-  readInput(socket, (chunk, shared) => {
+  readInput(socket, (chunk) => {
     buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
     const out: Array<Buffer> = []
     let close = false
@@ -49,7 +50,7 @@ export const serveFramed = (socket: Net.Socket, answer: (request: FramedRequest)
       if (close) break
     }
     // What is kept of a read in the shared buffer is copied (bodies are copied by `answer`).
-    if (shared && buffered.length > 0 && buffered.buffer === chunk.buffer) buffered = Buffer.from(buffered)
+    if (buffered.length > 0 && inSharedBuffer(buffered)) buffered = Buffer.from(buffered)
     if (out.length === 0) return
     later(socket, out.length === 1 ? out[0] : Buffer.concat(out), close)
   })

@@ -7,13 +7,13 @@ import type * as Net from "node:net"
 import { readIntoShared } from "../../src/listen/SharedRead.ts"
 
 /**
- * Hands what `socket` reads to `onInput`. When `shared` is true the bytes are in the shared buffer
- * and valid only during the call: `onInput` copies what it keeps.
+ * Hands what `socket` reads to `onInput`. Bytes in the shared buffer (`inSharedBuffer`) are valid
+ * only during the call: `onInput` copies what it keeps of them.
  */
-export const readInput = (socket: Net.Socket, onInput: (bytes: Buffer, shared: boolean) => void): void => {
+export const readInput = (socket: Net.Socket, onInput: (bytes: Buffer) => void): void => {
   const shared = readIntoShared(socket, (length, buffer) => {
-    onInput(buffer.subarray(0, length), true)
+    onInput(buffer.subarray(0, length))
     return true
   })
-  if (!shared) socket.on("data", (chunk: Buffer) => onInput(chunk, false))
+  if (!shared) socket.on("data", onInput)
 }

@@ -15,6 +15,7 @@
 
 import type { AddressInfo } from "node:net"
 import * as Net from "node:net"
+import { inSharedBuffer } from "../../src/listen/SharedRead.ts"
 import { parseListenArgs } from "./listenArgs.ts"
 import { readInput } from "./readInput.ts"
 
@@ -87,14 +88,14 @@ const serve = (socket: Net.Socket): void => {
   let input: Buffer = Buffer.alloc(0)
   let answered = false
   socket.on("error", () => socket.destroy())
-  readInput(socket, (chunk, shared) => {
+  readInput(socket, (chunk) => {
     if (answered) return
     input = input.length === 0 ? chunk : Buffer.concat([input, chunk])
     const head = parseHead(input)
     const length = head === undefined ? 0 : Number(head.variables.get("CONTENT_LENGTH") ?? "0")
     if (head === undefined || input.length < head.bodyAt + length) {
       // A request in pieces keeps what arrived; a read in the shared buffer is copied.
-      if (shared && input.buffer === chunk.buffer) input = Buffer.from(input)
+      if (inSharedBuffer(input)) input = Buffer.from(input)
       return
     }
     answered = true

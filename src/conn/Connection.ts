@@ -14,7 +14,7 @@ import { Effect, type Exit } from "effect"
 import type { RequestRunner } from "../gateway/Runner.ts"
 import type { LiveConnection } from "../listen/Acceptor.ts"
 import { ConnState, lingerMillis } from "../listen/ConnState.ts"
-import { readIntoShared } from "../listen/SharedRead.ts"
+import { inSharedBuffer, readIntoShared } from "../listen/SharedRead.ts"
 import { type TlsInfo, tlsInfoOf } from "../listen/Tls.ts"
 import type { ServerStats } from "../stats/ServerStats.ts"
 import type { Admission, Waiter } from "../wire/Admission.ts"
@@ -169,8 +169,6 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
    * (and is logged) when the socket has closed, and a closed socket has no address.
    */
   private peerAddress: string | undefined
-  /** Processing a read still in the shared buffer (SharedRead.ts): what is kept of it is copied. */
-  private inSharedRead = false
 
   constructor(socket: Net.Socket, server: ConnectionServer<H, X>) {
     this.socket = socket
@@ -263,9 +261,10 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
       this.drainListening = false
       socket.off("drain", onSocketDrain)
     }
-    // A copy: the switch can happen during the read that brought these bytes, still in the shared
-    // buffer, and the new protocol may keep them (half a WebSocket frame).
-    const rest = Buffer.from(this.decoder?.rest() ?? EMPTY_REST)
+    // The switch can happen during the read that brought these bytes, still in the shared
+    // buffer, and the new protocol may keep them (half a WebSocket frame): those are copied.
+    const taken = this.decoder?.rest() ?? EMPTY_REST
+    const rest = inSharedBuffer(taken) ? Buffer.from(taken) : taken
     this.decoder = undefined
     this.outputBlocked = false
     // A switched connection is no longer a request in progress: it gives back its slot under
@@ -422,11 +421,9 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
       // full stream stops reading until it is read.
       return this.socket.push(Buffer.from(view))
     }
-    this.inSharedRead = true
     try {
       this.onData(view)
     } finally {
-      this.inSharedRead = false
       this.decoder?.detach()
     }
     return true
@@ -881,7 +878,7 @@ export class Connection<H extends { readonly _tag: "Head" }, X extends Exchange>
           if (exchange.discarding) {
             // An unread body is discarded to keep the connection, up to a bound.
             if (!exchange.discard(bytes.length)) return this.bodyDone(exchange, true)
-          } else if (!(this.inSharedRead ? reader.push(ownCopy(bytes), true) : reader.push(bytes))) {
+          } else if (!(inSharedBuffer(bytes) ? reader.push(ownCopy(bytes), true) : reader.push(bytes))) {
             // Over the body limit: the application sees MaxSizeExceeded; the rest is not read.
             return this.bodyDone(exchange, true)
           }

@@ -49,6 +49,13 @@ const onread = fieldsOfOnread()
 const sharedBuffer = Buffer.allocUnsafeSlow(64 * 1024)
 
 /**
+ * Whether `bytes` lie in the shared buffer, and so must be copied to be kept past the read.
+ *
+ * @since 0.1.0
+ */
+export const inSharedBuffer = (bytes: Uint8Array): boolean => bytes.buffer === sharedBuffer.buffer
+
+/**
  * Makes `socket` deliver its reads to `callback` through the shared buffer. False when it
  * cannot; the socket then emits 'data' as usual.
  *
